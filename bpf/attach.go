@@ -1,0 +1,300 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Hooks says where on one interface to attach the programs.
+type Hooks struct {
+	Iface   string
+	Ingress string // "xdp", "tc" or "none"
+	Egress  string // "tc" or "none"
+	XDPMode string // "auto" (native, else generic), "native" or "generic"
+	TCMode  string // "auto" (TCX, else clsact), "tcx" or "clsact"
+}
+
+// progPrefix starts the name of every xflow program; stale attachments are
+// recognised by it.
+const progPrefix = "xflow_"
+
+// Attachment is the programs attached to one interface.
+type Attachment struct {
+	Iface   string
+	Ifindex int
+	Desc    []string // what is attached, e.g. "xdp/native", "tcx/egress"
+
+	links        []link.Link
+	filters      []netlink.Filter
+	createdQdisc bool
+}
+
+// Attach attaches the programs to h.Iface. On error nothing stays attached.
+func (d *Datapath) Attach(h Hooks) (a *Attachment, err error) {
+	l, err := netlink.LinkByName(h.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", h.Iface, err)
+	}
+	a = &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index}
+	defer func() {
+		if err != nil {
+			a.Detach()
+			a = nil
+		}
+	}()
+	switch h.Ingress {
+	case "xdp":
+		if err := a.attachXDP(d.objs.XflowXdp, h.XDPMode); err != nil {
+			return nil, err
+		}
+	case "tc":
+		if err := a.attachTC(l, d.objs.XflowTcIngress, true, h.TCMode); err != nil {
+			return nil, err
+		}
+	case "none", "":
+	default:
+		return nil, fmt.Errorf("interface %s: ingress %q: want xdp, tc or none", h.Iface, h.Ingress)
+	}
+	switch h.Egress {
+	case "tc":
+		if err := a.attachTC(l, d.objs.XflowTcEgress, false, h.TCMode); err != nil {
+			return nil, err
+		}
+	case "none", "":
+	default:
+		return nil, fmt.Errorf("interface %s: egress %q: want tc or none", h.Iface, h.Egress)
+	}
+	return a, nil
+}
+
+func (a *Attachment) attachXDP(prog *ebpf.Program, mode string) error {
+	try := func(flags link.XDPAttachFlags) error {
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: a.Ifindex, Flags: flags})
+		if err != nil {
+			return err
+		}
+		a.links = append(a.links, l)
+		return nil
+	}
+	switch mode {
+	case "native":
+		if err := try(link.XDPDriverMode); err != nil {
+			return fmt.Errorf("interface %s: attach XDP (native): %w", a.Iface, err)
+		}
+		a.Desc = append(a.Desc, "xdp/native")
+	case "generic":
+		if err := try(link.XDPGenericMode); err != nil {
+			return fmt.Errorf("interface %s: attach XDP (generic): %w", a.Iface, err)
+		}
+		a.Desc = append(a.Desc, "xdp/generic")
+	case "auto", "":
+		if err := try(link.XDPDriverMode); err == nil {
+			a.Desc = append(a.Desc, "xdp/native")
+			return nil
+		} else if err2 := try(link.XDPGenericMode); err2 != nil {
+			return fmt.Errorf("interface %s: attach XDP: native: %v; generic: %w", a.Iface, err, err2)
+		}
+		a.Desc = append(a.Desc, "xdp/generic")
+	default:
+		return fmt.Errorf("interface %s: xdp_mode %q: want auto, native or generic", a.Iface, mode)
+	}
+	return nil
+}
+
+func (a *Attachment) attachTC(l netlink.Link, prog *ebpf.Program, ingress bool, mode string) error {
+	dir, at := "egress", ebpf.AttachTCXEgress
+	if ingress {
+		dir, at = "ingress", ebpf.AttachTCXIngress
+	}
+	if mode == "auto" || mode == "" || mode == "tcx" {
+		tl, err := link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: prog, Attach: at})
+		if err == nil {
+			a.links = append(a.links, tl)
+			a.Desc = append(a.Desc, "tcx/"+dir)
+			return nil
+		}
+		if mode == "tcx" || !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("interface %s: attach TCX %s: %w", a.Iface, dir, err)
+		}
+	} else if mode != "clsact" {
+		return fmt.Errorf("interface %s: tc_mode %q: want auto, tcx or clsact", a.Iface, mode)
+	}
+	// clsact qdisc + direct-action BPF filter (kernels before 6.6).
+	created, err := ensureClsact(l)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", a.Iface, err)
+	}
+	a.createdQdisc = a.createdQdisc || created
+	parent := uint32(netlink.HANDLE_MIN_EGRESS)
+	if ingress {
+		parent = netlink.HANDLE_MIN_INGRESS
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: a.Ifindex,
+			Parent:    parent,
+			Handle:    netlink.MakeHandle(0, 1),
+			Protocol:  unix.ETH_P_ALL,
+			Priority:  1,
+		},
+		Fd:           prog.FD(),
+		Name:         progName(prog),
+		DirectAction: true,
+	}
+	if err := netlink.FilterAdd(f); err != nil {
+		return fmt.Errorf("interface %s: add clsact %s filter: %w", a.Iface, dir, err)
+	}
+	a.filters = append(a.filters, f)
+	a.Desc = append(a.Desc, "clsact/"+dir)
+	return nil
+}
+
+func progName(p *ebpf.Program) string {
+	if info, err := p.Info(); err == nil {
+		return info.Name
+	}
+	return progPrefix + "tc"
+}
+
+// ensureClsact adds a clsact qdisc unless there is one; it reports whether
+// it added it.
+func ensureClsact(l netlink.Link) (bool, error) {
+	qs, err := netlink.QdiscList(l)
+	if err != nil {
+		return false, fmt.Errorf("list qdiscs: %w", err)
+	}
+	for _, q := range qs {
+		if q.Type() == "clsact" {
+			return false, nil
+		}
+	}
+	if err := netlink.QdiscAdd(clsact(l.Attrs().Index)); err != nil {
+		return false, fmt.Errorf("add clsact qdisc: %w", err)
+	}
+	return true, nil
+}
+
+func clsact(ifindex int) *netlink.GenericQdisc {
+	return &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{
+			LinkIndex: ifindex,
+			Handle:    netlink.MakeHandle(0xffff, 0),
+			Parent:    netlink.HANDLE_CLSACT,
+		},
+		QdiscType: "clsact",
+	}
+}
+
+// Detach removes everything Attach added; it tries every step and reports
+// all failures.
+func (a *Attachment) Detach() error {
+	var errs []error
+	for _, l := range a.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("interface %s: detach: %w", a.Iface, err))
+		}
+	}
+	a.links = nil
+	for _, f := range a.filters {
+		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("interface %s: delete clsact filter: %w", a.Iface, err))
+		}
+	}
+	a.filters = nil
+	if a.createdQdisc {
+		if err := delClsactIfEmpty(a.Ifindex); err != nil {
+			errs = append(errs, fmt.Errorf("interface %s: %w", a.Iface, err))
+		}
+		a.createdQdisc = false
+	}
+	return errors.Join(errs...)
+}
+
+// delClsactIfEmpty removes the clsact qdisc if no filter is left on it.
+func delClsactIfEmpty(ifindex int) error {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return nil // the interface is gone, and its qdisc with it
+	}
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		fs, err := netlink.FilterList(l, parent)
+		if err != nil {
+			return fmt.Errorf("list clsact filters: %w", err)
+		}
+		if len(fs) > 0 {
+			return nil
+		}
+	}
+	if err := netlink.QdiscDel(clsact(ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("delete clsact qdisc: %w", err)
+	}
+	return nil
+}
+
+// CleanStale removes xflow programs that an earlier xflow left attached to
+// iface and that no running process owns: an XDP program attached through
+// netlink, and clsact filters (with the clsact qdisc, once empty). It
+// returns what it removed.
+func CleanStale(iface string) ([]string, error) {
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", iface, err)
+	}
+	var removed []string
+	if x := l.Attrs().Xdp; x != nil && x.Attached && x.ProgId != 0 && isOurs(x.ProgId) {
+		flags := 0
+		switch x.AttachMode {
+		case 1: // XDP_ATTACHED_DRV
+			flags = unix.XDP_FLAGS_DRV_MODE
+		case 2: // XDP_ATTACHED_SKB
+			flags = unix.XDP_FLAGS_SKB_MODE
+		case 3:
+			flags = unix.XDP_FLAGS_HW_MODE
+		}
+		// This fails for a program attached through a bpf_link: such a
+		// link lives only while its owner runs (or while pinned).
+		if err := netlink.LinkSetXdpFdWithFlags(l, -1, flags); err == nil {
+			removed = append(removed, fmt.Sprintf("xdp program %d", x.ProgId))
+		}
+	}
+	found := false
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		fs, err := netlink.FilterList(l, parent)
+		if err != nil {
+			continue // no clsact qdisc
+		}
+		for _, f := range fs {
+			bf, ok := f.(*netlink.BpfFilter)
+			if !ok || !strings.HasPrefix(bf.Name, progPrefix) {
+				continue
+			}
+			found = true
+			if err := netlink.FilterDel(bf); err != nil {
+				return removed, fmt.Errorf("interface %s: delete stale clsact filter %s: %w", iface, bf.Name, err)
+			}
+			removed = append(removed, "clsact filter "+bf.Name)
+		}
+	}
+	if found {
+		if err := delClsactIfEmpty(l.Attrs().Index); err != nil {
+			return removed, fmt.Errorf("interface %s: %w", iface, err)
+		}
+	}
+	return removed, nil
+}
+
+func isOurs(progID uint32) bool {
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(progID))
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	info, err := p.Info()
+	return err == nil && strings.HasPrefix(info.Name, progPrefix)
+}

@@ -1,0 +1,340 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xflow-net/xflow/flow"
+)
+
+// Kind is the flow store of the data plane, chosen at load time.
+type Kind string
+
+const (
+	KindHash          Kind = "hash"
+	KindPerCPUHash    Kind = "percpu_hash"
+	KindLRUHash       Kind = "lru_hash"
+	KindLRUPerCPUHash Kind = "lru_percpu_hash"
+	KindArray         Kind = "array"
+	KindPerCPUArray   Kind = "percpu_array"
+	KindRingbuf       Kind = "ringbuf"
+)
+
+// Kinds lists every kind, the default first.
+var kinds = []Kind{KindPerCPUHash, KindHash, KindLRUHash, KindLRUPerCPUHash, KindArray, KindPerCPUArray, KindRingbuf}
+
+// Kinds returns every store kind, the default first.
+func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+
+// ParseKind checks a kind's name.
+func ParseKind(s string) (Kind, error) {
+	for _, k := range kinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("unknown map kind %q", s)
+}
+
+// cKind is the kind's value of enum xflow_map_kind.
+func (k Kind) cKind() uint32 {
+	switch k {
+	case KindHash:
+		return 1
+	case KindLRUHash:
+		return 2
+	case KindLRUPerCPUHash:
+		return 3
+	case KindArray:
+		return 4
+	case KindPerCPUArray:
+		return 5
+	case KindRingbuf:
+		return 6
+	}
+	return 0
+}
+
+// mapType is the BPF map type of the kind's store (0 for ringbuf).
+func (k Kind) mapType() ebpf.MapType {
+	switch k {
+	case KindHash:
+		return ebpf.Hash
+	case KindPerCPUHash:
+		return ebpf.PerCPUHash
+	case KindLRUHash:
+		return ebpf.LRUHash
+	case KindLRUPerCPUHash:
+		return ebpf.LRUCPUHash
+	case KindArray:
+		return ebpf.Array
+	case KindPerCPUArray:
+		return ebpf.PerCPUArray
+	}
+	return ebpf.UnspecifiedMap
+}
+
+func (k Kind) isArray() bool { return k == KindArray || k == KindPerCPUArray }
+
+// Options configure Load.
+type Options struct {
+	Kind     Kind
+	MaxFlows uint32 // entries (slots for arrays, aggregated flows for ringbuf)
+	RingSize uint32 // ringbuf bytes: a power of two, at least 4096
+	// PinPath is the bpffs directory the maps are pinned under; "" pins
+	// nothing.
+	PinPath string
+	// BenchRotateFlows is for benchmarks: each packet's source port is
+	// offset by a random value below it, making that many flows. Zero in
+	// production, where the verifier removes the code.
+	BenchRotateFlows uint32
+}
+
+// Pin names under Options.PinPath.
+const (
+	pinCounters  = "counters"
+	pinStore     = "store"     // the one-slot map-in-map
+	pinStorePref = "store_"    // store_0, store_1: the two flow stores
+	pinEvents    = "events"    // ringbuf kind: the ring buffer
+	pinRingFlows = "ringflows" // ringbuf kind: the aggregate, kept by the daemon
+)
+
+// Datapath is the loaded data plane: programs and maps, not yet attached.
+type Datapath struct {
+	opts    Options
+	objs    xflowObjects
+	outer   *ebpf.Map    // flows or slots; nil for ringbuf
+	stores  [2]*ebpf.Map // the flow stores; stores[active] is in outer[0]
+	active  int
+	ringAgg *ebpf.Map // ringbuf kind: what `xflow flows` reads
+	pinned  []string
+}
+
+// Load loads the programs and creates the maps for opts.Kind, and pins the
+// maps when opts.PinPath is set (replacing what an earlier run left there).
+func Load(opts Options) (d *Datapath, err error) {
+	if opts.Kind == "" {
+		opts.Kind = KindPerCPUHash
+	}
+	if _, err := ParseKind(string(opts.Kind)); err != nil {
+		return nil, err
+	}
+	if opts.MaxFlows == 0 {
+		return nil, errors.New("max_flows must be at least 1")
+	}
+	if opts.Kind == KindRingbuf {
+		if opts.RingSize < 4096 || opts.RingSize&(opts.RingSize-1) != 0 {
+			return nil, fmt.Errorf("ring size %d: want a power of two >= 4096", opts.RingSize)
+		}
+	}
+
+	spec, err := loadXflow()
+	if err != nil {
+		return nil, err
+	}
+	for name, val := range map[string]uint32{
+		"map_kind":           opts.Kind.cKind(),
+		"array_slots":        max(opts.MaxFlows, 1),
+		"bench_rotate_flows": opts.BenchRotateFlows,
+	} {
+		if err := spec.Variables[name].Set(val); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	// Size the store in use; leave the others at one entry.
+	var storeSpec *ebpf.MapSpec
+	switch {
+	case opts.Kind == KindRingbuf:
+		spec.Maps["events"].MaxEntries = opts.RingSize
+	case opts.Kind.isArray():
+		storeSpec = spec.Maps["slots"].InnerMap
+	default:
+		storeSpec = spec.Maps["flows"].InnerMap
+	}
+	if storeSpec != nil {
+		storeSpec.Type = opts.Kind.mapType()
+		storeSpec.MaxEntries = opts.MaxFlows
+	}
+
+	d = &Datapath{opts: opts}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load eBPF: %+v", ve)
+		}
+		return nil, fmt.Errorf("load eBPF: %w", err)
+	}
+	switch {
+	case opts.Kind == KindRingbuf:
+		d.ringAgg, err = ebpf.NewMap(&ebpf.MapSpec{
+			Name: "xflow_ringflows", Type: ebpf.Hash,
+			KeySize: keySize, ValueSize: valueSize, MaxEntries: opts.MaxFlows,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create ring aggregate map: %w", err)
+		}
+	default:
+		d.outer = d.objs.Flows
+		if opts.Kind.isArray() {
+			d.outer = d.objs.Slots
+		}
+		for i := range d.stores {
+			s := storeSpec.Copy()
+			s.Name = fmt.Sprintf("xflow_store_%d", i)
+			if d.stores[i], err = ebpf.NewMap(s); err != nil {
+				return nil, fmt.Errorf("create flow store (%s, %d entries): %w", opts.Kind, opts.MaxFlows, err)
+			}
+		}
+		if err := d.outer.Put(uint32(0), d.stores[0]); err != nil {
+			return nil, fmt.Errorf("install flow store: %w", err)
+		}
+	}
+	if opts.PinPath != "" {
+		if err := d.pin(opts.PinPath); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+const (
+	keySize   = 48
+	valueSize = 40
+)
+
+// Kind is the store kind in use.
+func (d *Datapath) Kind() Kind { return d.opts.Kind }
+
+// pin pins the maps in use under dir, a bpffs directory made mode 0700.
+func (d *Datapath) pin(dir string) error {
+	if err := ensureBPFFS(dir); err != nil {
+		return err
+	}
+	if err := RemovePins(dir); err != nil {
+		return err
+	}
+	pins := map[string]*ebpf.Map{pinCounters: d.objs.Counters}
+	if d.outer != nil {
+		pins[pinStore] = d.outer
+		for i, s := range d.stores {
+			pins[fmt.Sprintf("%s%d", pinStorePref, i)] = s
+		}
+	} else {
+		pins[pinEvents] = d.objs.Events
+		pins[pinRingFlows] = d.ringAgg
+	}
+	for name, m := range pins {
+		p := filepath.Join(dir, name)
+		if err := m.Pin(p); err != nil {
+			return fmt.Errorf("pin %s: %w", p, err)
+		}
+		d.pinned = append(d.pinned, p)
+	}
+	return nil
+}
+
+// ensureBPFFS makes dir (mode 0700) on a bpffs, mounting bpffs at
+// /sys/fs/bpf first if dir is below it and nothing is mounted there (as
+// after `ip netns exec`, which mounts a fresh /sys).
+func ensureBPFFS(dir string) error {
+	const root = "/sys/fs/bpf"
+	if strings.HasPrefix(filepath.Clean(dir)+"/", root+"/") && !isBPFFS(root) {
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return fmt.Errorf("pin path %s: %w", dir, err)
+		}
+		if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("pin path %s: mount bpffs at %s: %w", dir, root, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin path %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("pin path %s: %w", dir, err)
+	}
+	if !isBPFFS(dir) {
+		return fmt.Errorf("pin path %s: not on a bpf filesystem (mount -t bpf bpf DIR)", dir)
+	}
+	return nil
+}
+
+func isBPFFS(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && uint32(st.Type) == unix.BPF_FS_MAGIC
+}
+
+// RemovePins removes what xflow pins under dir (and nothing else).
+func RemovePins(dir string) error {
+	for _, name := range []string{pinCounters, pinStore, pinStorePref + "0", pinStorePref + "1", pinEvents, pinRingFlows} {
+		p := filepath.Join(dir, name)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale pin %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Unpin removes the pins this Datapath made.
+func (d *Datapath) Unpin() error {
+	var errs []error
+	for _, p := range d.pinned {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	d.pinned = nil
+	return errors.Join(errs...)
+}
+
+// Close releases the programs and maps (pins, and attachments made with
+// links, keep what they refer to alive).
+func (d *Datapath) Close() error {
+	errs := []error{d.objs.Close()}
+	for _, m := range append(d.stores[:], d.ringAgg) {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Counters are the data plane's per-CPU counters, summed.
+type Counters struct {
+	NonIP, Truncated, Malformed uint64
+	L4Truncated, IPv6ExtLimit   uint64
+	Fragments                   uint64
+	MissedPackets, MissedBytes  uint64
+	Inserts                     uint64
+}
+
+func readCounters(m *ebpf.Map) (Counters, error) {
+	var c Counters
+	fields := []*uint64{&c.NonIP, &c.Truncated, &c.Malformed, &c.L4Truncated,
+		&c.IPv6ExtLimit, &c.Fragments, &c.MissedPackets, &c.MissedBytes, &c.Inserts}
+	var per []uint64
+	for i, f := range fields {
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			*f += v
+		}
+	}
+	return c, nil
+}
+
+// Counters reads the data plane's counters.
+func (d *Datapath) Counters() (Counters, error) { return readCounters(d.objs.Counters) }
+
+var _ = flow.Key{}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/flow"
+)
+
+// flowJSON is one flow of `xflow flows --json`.
+type flowJSON struct {
+	Src       string `json:"src"`
+	Dst       string `json:"dst"`
+	SrcPort   uint16 `json:"src_port"`
+	DstPort   uint16 `json:"dst_port"`
+	Proto     uint8  `json:"proto"`
+	Iface     string `json:"iface"`
+	Direction string `json:"direction"`
+	VLAN      uint16 `json:"vlan"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+	TCPFlags  uint32 `json:"tcp_flags"`
+	First     string `json:"first"`
+	Last      string `json:"last"`
+}
+
+const rfc3339Milli = "2006-01-02T15:04:05.000Z07:00"
+
+type flowsOpts struct {
+	pinPath string
+	json    bool
+	iface   string
+	sortBy  string
+	top     int
+	watch   time.Duration
+}
+
+func cmdFlows(args []string, stdout io.Writer) error {
+	fs := newFlags("flows", stdout)
+	var o flowsOpts
+	fs.StringVar(&o.pinPath, "pin-path", "/sys/fs/bpf/xflow", "bpffs `directory` the daemon pinned its maps under")
+	fs.BoolVar(&o.json, "json", false, "print a JSON array of flows")
+	fs.StringVar(&o.iface, "iface", "", "only flows seen on this `interface`")
+	fs.StringVar(&o.sortBy, "sort", "bytes", "sort by packets, bytes or last (most recent first)")
+	fs.IntVar(&o.top, "top", 0, "show only the first `N` flows (0: all)")
+	fs.DurationVar(&o.watch, "watch", 0, "redraw every `DURATION` until interrupted")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch o.sortBy {
+	case "packets", "bytes", "last":
+	default:
+		return usageErr(fmt.Errorf("-sort %q: want packets, bytes or last", o.sortBy))
+	}
+	if o.top < 0 {
+		return usageErr(fmt.Errorf("-top %d: want N >= 0", o.top))
+	}
+	if o.watch < 0 {
+		return usageErr(fmt.Errorf("-watch %s: want a positive duration", o.watch))
+	}
+	p, err := bpf.OpenPinned(o.pinPath)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if o.watch == 0 {
+		return showFlows(p, o, stdout)
+	}
+	for {
+		fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+		if err := showFlows(p, o, stdout); err != nil {
+			return err
+		}
+		time.Sleep(o.watch)
+	}
+}
+
+// clock converts kernel monotonic nanoseconds to wall-clock time.
+type clock struct {
+	now     time.Time
+	monoNow int64
+}
+
+func newClock() clock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return clock{now: time.Now(), monoNow: ts.Nano()}
+}
+
+func (c clock) wall(ns uint64) time.Time {
+	return c.now.Add(-time.Duration(c.monoNow - int64(ns)))
+}
+
+func showFlows(p *bpf.Pinned, o flowsOpts, w io.Writer) error {
+	recs, err := p.Flows()
+	if err != nil {
+		return err
+	}
+	clk := newClock()
+	names := ifaceNames()
+	if o.iface != "" {
+		kept := recs[:0]
+		for _, r := range recs {
+			if names(r.Key.IfIndex) == o.iface {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+	}
+	sortFlows(recs, o.sortBy)
+	if o.top > 0 && len(recs) > o.top {
+		recs = recs[:o.top]
+	}
+	if o.json {
+		out := make([]flowJSON, 0, len(recs))
+		for _, r := range recs {
+			k, v := r.Key, r.Value
+			out = append(out, flowJSON{
+				Src: k.SrcAddr().String(), Dst: k.DstAddr().String(),
+				SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto,
+				Iface: names(k.IfIndex), Direction: k.Direction.String(), VLAN: k.VLAN,
+				Packets: v.Packets, Bytes: v.Bytes, TCPFlags: v.TCPFlags,
+				First: clk.wall(v.FirstNs).UTC().Format(rfc3339Milli),
+				Last:  clk.wall(v.LastNs).UTC().Format(rfc3339Milli),
+			})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tPROTO\tIFACE\tDIR\tVLAN\tPACKETS\tBYTES\tFLAGS\tAGE\tIDLE\t")
+	for _, r := range recs {
+		k, v := r.Key, r.Value
+		vlan := "-"
+		if k.VLAN != 0 {
+			vlan = strconv.Itoa(int(k.VLAN))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n",
+			endpoint(k.SrcAddr(), k.SrcPort, &k, true), endpoint(k.DstAddr(), k.DstPort, &k, false),
+			flow.ProtoName(k.Proto), names(k.IfIndex), k.Direction, vlan,
+			v.Packets, v.Bytes, tcpFlags(v.TCPFlags),
+			age(clk.now.Sub(clk.wall(v.FirstNs))), age(clk.now.Sub(clk.wall(v.LastNs))))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if c, err := p.Counters(); err == nil {
+		fmt.Fprintf(w, "%d flows; not counted as flows: non-IP %d, truncated %d, malformed %d; missed (store full) %d packets\n",
+			len(recs), c.NonIP, c.Truncated, c.Malformed, c.MissedPackets)
+	}
+	return nil
+}
+
+func sortFlows(recs []flow.Record, by string) {
+	sort.SliceStable(recs, func(i, j int) bool {
+		a, b := &recs[i].Value, &recs[j].Value
+		switch by {
+		case "packets":
+			return a.Packets > b.Packets
+		case "last":
+			return a.LastNs > b.LastNs
+		}
+		return a.Bytes > b.Bytes
+	})
+}
+
+// endpoint formats an address with its port; ICMP shows type/code on the
+// destination instead.
+func endpoint(a netip.Addr, port uint16, k *flow.Key, src bool) string {
+	if k.IsICMP() {
+		if src {
+			return a.String()
+		}
+		return fmt.Sprintf("%s type %d/%d", a, port>>8, port&0xff)
+	}
+	if port == 0 && k.Proto != 6 && k.Proto != 17 && k.Proto != 132 && k.Proto != 136 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
+}
+
+func tcpFlags(f uint32) string {
+	if f == 0 {
+		return "-"
+	}
+	const names = "FSRPAUECN"
+	var b strings.Builder
+	for i := range names {
+		if f&(1<<i) != 0 {
+			b.WriteByte(names[i])
+		}
+	}
+	return b.String()
+}
+
+func age(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// ifaceNames resolves interface indexes to names (in this network
+// namespace), remembering what it found.
+func ifaceNames() func(uint32) string {
+	cache := map[uint32]string{}
+	return func(idx uint32) string {
+		if n, ok := cache[idx]; ok {
+			return n
+		}
+		n := strconv.Itoa(int(idx))
+		if ifc, err := net.InterfaceByIndex(int(idx)); err == nil {
+			n = ifc.Name
+		}
+		cache[idx] = n
+		return n
+	}
+}

@@ -1,0 +1,77 @@
+// Command xflow is a flow exporter: eBPF programs on XDP and TC count every
+// packet into per-flow entries, and xflow reads, shows and exports them.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `xflow: eBPF flow exporter
+
+Usage:
+  xflow run    -c FILE        load, attach and count until SIGINT/SIGTERM
+  xflow flows  [flags]        show the flows the data plane holds
+  xflow check  -c FILE        validate a configuration without touching the kernel
+  xflow clean  -c FILE        remove what xflow left attached and pinned
+  xflow version
+
+Run "xflow COMMAND -h" for a command's flags.
+`
+
+// exitError carries a process exit status: 2 for bad usage or
+// configuration, 1 for everything else.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(err error) error { return &exitError{code: 2, err: err} }
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "flows":
+		err = cmdFlows(args[1:], stdout)
+	case "check":
+		err = cmdCheck(args[1:], stdout)
+	case "clean":
+		err = cmdClean(args[1:], stdout)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "xflow", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "xflow: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "xflow %s: %v\n", args[0], err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
