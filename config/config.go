@@ -1,0 +1,234 @@
+// Package config loads and validates the xflow YAML configuration.
+//
+// Every problem found in a configuration file is reported as a single-line
+// *Error of the form
+//
+//	FILE:LINE: FIELD: message
+//
+// where FIELD is the dotted path of the offending setting, for example
+// "interfaces[1].xdp_mode" or "export.collectors[0].address".
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Config is the complete xflow configuration.
+type Config struct {
+	Interfaces []Interface
+	Datapath   Datapath
+	PinPath    string
+	Timeouts   Timeouts
+	Export     Export
+	Log        Log
+
+	// file and lines remember where each setting came from so that
+	// validation errors detected after parsing can still be positioned.
+	// lines maps a field path ("" for the document itself) to its line.
+	file  string
+	lines map[string]int
+}
+
+// Interface describes one network interface to attach to.
+type Interface struct {
+	Name    string // kernel interface name
+	Ingress string // xdp, tc or none
+	Egress  string // tc or none
+	XDPMode string // auto, native or generic
+	TCMode  string // auto, tcx or clsact
+}
+
+// Datapath configures the BPF flow table.
+type Datapath struct {
+	Map      string // one of MapKinds()
+	MaxFlows int    // maximum number of flow entries
+	RingSize int    // ring buffer size in bytes (map: ringbuf only)
+}
+
+// Timeouts configures flow expiry.
+type Timeouts struct {
+	Active       time.Duration // export long-lived flows after this long
+	Inactive     time.Duration // expire flows idle for this long
+	ScanInterval time.Duration // how often the flow table is scanned
+}
+
+// Export configures flow export.
+type Export struct {
+	ObservationDomain uint32
+	TemplateRefresh   time.Duration
+	MTU               int
+	Collectors        []Collector
+}
+
+// Collector is one flow collector to export to.
+type Collector struct {
+	Address   string // host:port
+	Protocol  string // ipfix, netflow9 or netflow5
+	Transport string // udp or tcp
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string // debug, info, warn or error
+	Format string // text or json
+}
+
+// Default values.
+const (
+	defaultIngress           = "xdp"
+	defaultEgress            = "tc"
+	defaultXDPMode           = "auto"
+	defaultTCMode            = "auto"
+	defaultMap               = "percpu_hash"
+	defaultMaxFlows          = 65536
+	defaultRingSize          = 16 << 20
+	defaultPinPath           = "/sys/fs/bpf/xflow"
+	defaultActive            = 60 * time.Second
+	defaultInactive          = 15 * time.Second
+	defaultScanInterval      = time.Second
+	defaultObservationDomain = 1
+	defaultTemplateRefresh   = 60 * time.Second
+	defaultMTU               = 1400
+	defaultProtocol          = "ipfix"
+	defaultTransport         = "udp"
+	defaultLogLevel          = "info"
+	defaultLogFormat         = "text"
+)
+
+// Allowed values of the enumerated settings.
+var (
+	ingressModes = []string{"xdp", "tc", "none"}
+	egressModes  = []string{"tc", "none"}
+	xdpModes     = []string{"auto", "native", "generic"}
+	tcModes      = []string{"auto", "tcx", "clsact"}
+	mapKinds     = []string{"hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "array", "percpu_array", "ringbuf"}
+	protocols    = []string{"ipfix", "netflow9", "netflow5"}
+	transports   = []string{"udp", "tcp"}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+)
+
+// MapKinds returns the valid values of datapath.map.
+func MapKinds() []string {
+	return append([]string(nil), mapKinds...)
+}
+
+// Default returns a configuration with every default applied and no
+// interfaces. It does not pass Validate until an interface is added.
+func Default() *Config {
+	return &Config{
+		Datapath: Datapath{
+			Map:      defaultMap,
+			MaxFlows: defaultMaxFlows,
+			RingSize: defaultRingSize,
+		},
+		PinPath: defaultPinPath,
+		Timeouts: Timeouts{
+			Active:       defaultActive,
+			Inactive:     defaultInactive,
+			ScanInterval: defaultScanInterval,
+		},
+		Export: Export{
+			ObservationDomain: defaultObservationDomain,
+			TemplateRefresh:   defaultTemplateRefresh,
+			MTU:               defaultMTU,
+			Collectors:        []Collector{},
+		},
+		Log: Log{
+			Level:  defaultLogLevel,
+			Format: defaultLogFormat,
+		},
+	}
+}
+
+func defaultInterface() Interface {
+	return Interface{
+		Ingress: defaultIngress,
+		Egress:  defaultEgress,
+		XDPMode: defaultXDPMode,
+		TCMode:  defaultTCMode,
+	}
+}
+
+func defaultCollector() Collector {
+	return Collector{
+		Protocol:  defaultProtocol,
+		Transport: defaultTransport,
+	}
+}
+
+// Load reads and parses the configuration file at path. I/O errors are
+// returned wrapped (use errors.Is with fs.ErrNotExist etc.); every problem
+// with the file's contents is an *Error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a configuration from data, applies defaults and validates
+// it. filename is only used in error messages. Every error returned is an
+// *Error with Line >= 1.
+func Parse(filename string, data []byte) (*Config, error) {
+	top, err := parseYAML(filename, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Default()
+	cfg.file = filename
+	cfg.lines = map[string]int{"": 1}
+	d := &decoder{file: filename, lines: cfg.lines}
+	if err := d.decodeConfig(top, cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// CheckInterfaces calls exists for the name of every configured interface,
+// in order, and returns the first failure as an *Error positioned at that
+// interface's name. The *Error wraps the error returned by exists.
+func (c *Config) CheckInterfaces(exists func(name string) error) error {
+	for i, ifc := range c.Interfaces {
+		if err := exists(ifc.Name); err != nil {
+			e := c.errorf(fmt.Sprintf("interfaces[%d].name", i), "interface %s: %v", quote(ifc.Name), err)
+			e.Err = err
+			return e
+		}
+	}
+	return nil
+}
+
+// Logger returns a logger writing to w with the configured level and
+// format (text or JSON).
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.slogLevel()}
+	var h slog.Handler
+	if c.Log.Format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h)
+}
+
+func (c *Config) slogLevel() slog.Level {
+	switch c.Log.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}

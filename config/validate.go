@@ -1,0 +1,295 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Limits enforced by Validate.
+const (
+	maxIfNameLen = 15 // IFNAMSIZ - 1
+	minMaxFlows  = 1
+	maxMaxFlows  = 1 << 24
+	minRingSize  = 4096
+	maxRingSize  = 1 << 30
+	minMTU       = 512
+	maxMTU       = 65000
+)
+
+// Validate checks the semantic constraints of the configuration and returns
+// the first violation as an *Error. Parse and Load call it; call it again
+// after modifying a configuration in code. For configurations that were not
+// parsed from a file the error carries no position.
+func (c *Config) Validate() error {
+	for _, check := range []func() *Error{
+		c.validateInterfaces,
+		c.validateDatapath,
+		c.validatePinPath,
+		c.validateTimeouts,
+		c.validateExport,
+		c.validateLog,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateInterfaces() *Error {
+	if len(c.Interfaces) == 0 {
+		return c.errorf("interfaces", "at least one interface is required")
+	}
+	first := map[string]int{} // name -> index
+	for i, ifc := range c.Interfaces {
+		p := indexPath("interfaces", i)
+		name := p + ".name"
+		if ifc.Name == "" && !c.has(name) {
+			return c.errorf(name, "required key is missing")
+		}
+		if msg := checkIfName(ifc.Name); msg != "" {
+			return c.errorf(name, "%s", msg)
+		}
+		if j, dup := first[ifc.Name]; dup {
+			other := indexPath("interfaces", j)
+			return c.errorf(name, "duplicate interface %s (already used by %s%s)", quote(ifc.Name), other, c.at(other+".name"))
+		}
+		first[ifc.Name] = i
+
+		if err := c.checkEnum(p+".ingress", "ingress mode", ifc.Ingress, ingressModes); err != nil {
+			return err
+		}
+		if err := c.checkEnum(p+".egress", "egress mode", ifc.Egress, egressModes); err != nil {
+			return err
+		}
+		if err := c.checkEnum(p+".xdp_mode", "XDP mode", ifc.XDPMode, xdpModes); err != nil {
+			return err
+		}
+		if err := c.checkEnum(p+".tc_mode", "TC mode", ifc.TCMode, tcModes); err != nil {
+			return err
+		}
+		if ifc.Ingress == "none" && ifc.Egress == "none" {
+			return c.errorf(p, "ingress and egress are both none; nothing would be captured")
+		}
+		if ifc.XDPMode != defaultXDPMode && ifc.Ingress != "xdp" {
+			return c.errorf(p+".xdp_mode", "xdp_mode %s requires ingress: xdp (ingress is %s)", ifc.XDPMode, quote(ifc.Ingress))
+		}
+		if ifc.TCMode != defaultTCMode && ifc.Ingress != "tc" && ifc.Egress != "tc" {
+			return c.errorf(p+".tc_mode", "tc_mode %s has no effect: neither ingress nor egress is tc", ifc.TCMode)
+		}
+	}
+	return nil
+}
+
+// checkIfName applies the kernel's rules for interface names
+// (dev_valid_name) and returns a description of the problem, if any.
+func checkIfName(name string) string {
+	switch {
+	case name == "":
+		return "interface name must not be empty"
+	case len(name) > maxIfNameLen:
+		return fmt.Sprintf("interface name %s is too long (%d bytes, max %d)", quote(name), len(name), maxIfNameLen)
+	case name == "." || name == "..":
+		return fmt.Sprintf("interface name %s is not allowed", quote(name))
+	}
+	for _, r := range name {
+		if r == '/' || r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Sprintf("interface name %s contains invalid character %q", quote(name), r)
+		}
+	}
+	return ""
+}
+
+func (c *Config) validateDatapath() *Error {
+	dp := c.Datapath
+	if err := c.checkEnum("datapath.map", "map kind", dp.Map, mapKinds); err != nil {
+		return err
+	}
+	if dp.MaxFlows < minMaxFlows || dp.MaxFlows > maxMaxFlows {
+		return c.errorf("datapath.max_flows", "max_flows %d out of range %d..%d", dp.MaxFlows, minMaxFlows, maxMaxFlows)
+	}
+	if dp.RingSize < minRingSize || dp.RingSize > maxRingSize {
+		return c.errorf("datapath.ring_size", "ring_size %d out of range %d..%d (4KiB..1GiB)", dp.RingSize, minRingSize, maxRingSize)
+	}
+	if dp.RingSize&(dp.RingSize-1) != 0 {
+		return c.errorf("datapath.ring_size", "ring_size %d is not a power of two", dp.RingSize)
+	}
+	return nil
+}
+
+func (c *Config) validatePinPath() *Error {
+	p := c.PinPath
+	switch {
+	case p == "":
+		return c.errorf("pin_path", "must not be empty")
+	case strings.ContainsRune(p, 0):
+		return c.errorf("pin_path", "pin path %s contains a NUL byte", quote(p))
+	case !path.IsAbs(p):
+		return c.errorf("pin_path", "pin path %s is not absolute", quote(p))
+	case path.Clean(p) == "/":
+		return c.errorf("pin_path", "pin path must be a directory below /, not / itself")
+	}
+	return nil
+}
+
+func (c *Config) validateTimeouts() *Error {
+	t := c.Timeouts
+	for _, d := range []struct {
+		field string
+		value fmt.Stringer
+		ok    bool
+	}{
+		{"timeouts.active", t.Active, t.Active > 0},
+		{"timeouts.inactive", t.Inactive, t.Inactive > 0},
+		{"timeouts.scan_interval", t.ScanInterval, t.ScanInterval > 0},
+	} {
+		if !d.ok {
+			return c.errorf(d.field, "must be greater than 0, got %v", d.value)
+		}
+	}
+	for _, limit := range []struct {
+		field, name string
+		value       fmt.Stringer
+		exceeded    bool
+	}{
+		{"timeouts.inactive", "inactive timeout", t.Inactive, t.ScanInterval > t.Inactive},
+		{"timeouts.active", "active timeout", t.Active, t.ScanInterval > t.Active},
+	} {
+		if !limit.exceeded {
+			continue
+		}
+		// Blame scan_interval unless it was left at its default and the
+		// timeout was set explicitly.
+		if !c.has("timeouts.scan_interval") && c.has(limit.field) {
+			return c.errorf(limit.field, "%s %v is shorter than scan_interval %v (default)", limit.name, limit.value, t.ScanInterval)
+		}
+		return c.errorf("timeouts.scan_interval", "scan_interval %v is longer than the %s %v", t.ScanInterval, limit.name, limit.value)
+	}
+	return nil
+}
+
+func (c *Config) validateExport() *Error {
+	x := c.Export
+	if x.TemplateRefresh <= 0 {
+		return c.errorf("export.template_refresh", "must be greater than 0, got %v", x.TemplateRefresh)
+	}
+	if x.MTU < minMTU || x.MTU > maxMTU {
+		return c.errorf("export.mtu", "mtu %d out of range %d..%d", x.MTU, minMTU, maxMTU)
+	}
+	first := map[Collector]int{}
+	for i, col := range x.Collectors {
+		p := indexPath("export.collectors", i)
+		if col.Address == "" && !c.has(p+".address") {
+			return c.errorf(p+".address", "required key is missing")
+		}
+		if msg := checkAddress(col.Address); msg != "" {
+			return c.errorf(p+".address", "%s", msg)
+		}
+		if err := c.checkEnum(p+".protocol", "protocol", col.Protocol, protocols); err != nil {
+			return err
+		}
+		if err := c.checkEnum(p+".transport", "transport", col.Transport, transports); err != nil {
+			return err
+		}
+		if col.Protocol != "ipfix" && col.Transport != "udp" {
+			return c.errorf(p+".transport", "protocol %s supports only transport udp, not %s", col.Protocol, col.Transport)
+		}
+		if j, dup := first[col]; dup {
+			other := indexPath("export.collectors", j)
+			return c.errorf(p, "duplicate collector (same as %s%s)", other, c.at(other))
+		}
+		first[col] = i
+	}
+	return nil
+}
+
+// checkAddress validates a collector's host:port and returns a description
+// of the problem, if any. Host names are not resolved.
+func checkAddress(addr string) string {
+	if addr == "" {
+		return "address must not be empty"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if strings.Count(addr, ":") > 1 && !strings.HasPrefix(addr, "[") {
+			return fmt.Sprintf("invalid address %s: IPv6 addresses must be bracketed, as in [::1]:4739", quote(addr))
+		}
+		reason := "want host:port"
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			reason = ae.Err + "; want host:port"
+		}
+		return fmt.Sprintf("invalid address %s: %s", quote(addr), reason)
+	}
+	if host == "" {
+		return fmt.Sprintf("missing host in address %s", quote(addr))
+	}
+	if port == "" {
+		return fmt.Sprintf("missing port in address %s", quote(addr))
+	}
+	for _, r := range port {
+		if r < '0' || r > '9' {
+			return fmt.Sprintf("invalid port %s in address %s (want a number)", quote(port), quote(addr))
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("port %s out of range 1..65535", literal(port))
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	if strings.Contains(host, ":") {
+		return fmt.Sprintf("invalid IPv6 address %s", quote(host))
+	}
+	if !validHostname(host) {
+		return fmt.Sprintf("invalid host %s in address %s", quote(host), quote(addr))
+	}
+	return ""
+}
+
+// validHostname reports whether s is syntactically a DNS name.
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *Config) validateLog() *Error {
+	if err := c.checkEnum("log.level", "log level", c.Log.Level, logLevels); err != nil {
+		return err
+	}
+	return c.checkEnum("log.format", "log format", c.Log.Format, logFormats)
+}
+
+func (c *Config) checkEnum(field, what, value string, allowed []string) *Error {
+	if slices.Contains(allowed, value) {
+		return nil
+	}
+	return c.errorf(field, "unknown %s %s (%s)", what, quote(value), oneOf(allowed))
+}
+
+// at returns " at line N" for a field whose position is known.
+func (c *Config) at(field string) string {
+	if l := c.line(field); l > 0 {
+		return " at line " + strconv.Itoa(l)
+	}
+	return ""
+}
