@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xflow-net/xflow/internal/testnet"
+)
+
+var xflowBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xflow-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	xflowBin = filepath.Join(dir, "xflow")
+	if out, err := exec.Command("go", "build", "-o", xflowBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build xflow: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN) and CI is set: run the tests as root")
+	}
+	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
+}
+
+// daemon is `xflow run` started in side A's namespace (through nsenter,
+// which unlike `ip netns exec` keeps the host's /sys/fs/bpf).
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func startDaemon(t *testing.T, p *testnet.Pair, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{stderr: &bytes.Buffer{}}
+	d.cmd = exec.Command("nsenter", "--net=/var/run/netns/"+p.NSNameA, xflowBin, "run", "-c", cfg)
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	// Wait until it is counting.
+	for i := 0; i < 100; i++ {
+		if strings.Contains(d.stderr.String(), "msg=counting") {
+			return d
+		}
+		if d.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("xflow run did not start:\n%s", d.stderr)
+	return nil
+}
+
+func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatalf("xflow run did not stop on %v:\n%s", sig, d.stderr)
+	}
+	return nil
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "xflow.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// attached describes what is attached to side A's veth.
+func attached(t *testing.T, p *testnet.Pair) (desc string) {
+	t.Helper()
+	err := p.Do(p.NSA, func() error {
+		l, err := netlink.LinkByName(p.NameA)
+		if err != nil {
+			return err
+		}
+		var parts []string
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			parts = append(parts, fmt.Sprintf("xdp:%d", x.ProgId))
+		}
+		qs, err := netlink.QdiscList(l)
+		if err != nil {
+			return err
+		}
+		for _, q := range qs {
+			if q.Type() == "clsact" {
+				parts = append(parts, "clsact")
+			}
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			fs, _ := netlink.FilterList(l, parent)
+			for _, f := range fs {
+				if bf, ok := f.(*netlink.BpfFilter); ok {
+					parts = append(parts, "filter:"+bf.Name)
+				}
+			}
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: p.IfA, Attach: at})
+			if err != nil {
+				return err
+			}
+			for _, prog := range r.Programs {
+				parts = append(parts, fmt.Sprintf("tcx:%d", prog.ID))
+			}
+		}
+		desc = strings.Join(parts, " ")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
+func pinDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("xflow-test-%d", time.Now().UnixNano()))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func flowsJSON(t *testing.T, p *testnet.Pair, pin string, args ...string) []map[string]any {
+	t.Helper()
+	cmd := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + p.NSNameA, xflowBin, "flows", "--json", "--pin-path", pin}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("xflow flows: %v\n%s", err, out)
+	}
+	var v []map[string]any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("xflow flows --json: %v\n%s", err, out)
+	}
+	return v
+}
+
+// TestRunAttachDetach: `xflow run` attaches XDP and TC, counts, and on
+// SIGTERM leaves nothing on the interface, for TCX and for clsact.
+func TestRunAttachDetach(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xr")
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) {
+			pin := pinDir(t)
+			cfg := writeConfig(t, fmt.Sprintf(`
+interfaces:
+  - {name: %s, ingress: xdp, egress: tc, xdp_mode: native, tc_mode: %s}
+datapath: {map: percpu_hash, max_flows: 1024}
+pin_path: %s
+`, p.NameA, mode, pin))
+			if got := attached(t, p); got != "" {
+				t.Fatalf("before: %s", got)
+			}
+			d := startDaemon(t, p, cfg)
+			got := attached(t, p)
+			if !strings.Contains(got, "xdp:") || !strings.Contains(got, map[string]string{"tcx": "tcx:", "clsact": "filter:xflow_tc_egress"}[mode]) {
+				t.Fatalf("attached: %q", got)
+			}
+			sent, err := p.SendUDP(testnet.SideB, false, 9000, 5, 4, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			flows := flowsJSON(t, p, pin, "--iface", p.NameA)
+			matched := 0
+			for id, c := range sent {
+				for _, f := range flows {
+					if f["src"] == id.Src.String() && uint16(f["src_port"].(float64)) == id.SrcPort && f["direction"] == "ingress" {
+						matched++
+						if uint64(f["packets"].(float64)) != c.Packets || uint64(f["bytes"].(float64)) != c.Bytes {
+							t.Errorf("flow %v: %v packets %v bytes, want %v", id, f["packets"], f["bytes"], c)
+						}
+						for _, key := range []string{"dst", "dst_port", "proto", "iface", "vlan", "tcp_flags", "first", "last"} {
+							if _, ok := f[key]; !ok {
+								t.Errorf("flows --json: no %q in %v", key, f)
+							}
+						}
+					}
+				}
+			}
+			if matched != len(sent) {
+				t.Errorf("xflow flows matched %d of %d sent flows: %v", matched, len(sent), flows)
+			}
+			if err := d.stop(t, syscall.SIGTERM); err != nil {
+				t.Fatalf("xflow run exited with %v:\n%s", err, d.stderr)
+			}
+			if got := attached(t, p); got != "" {
+				t.Fatalf("after SIGTERM: %s\n%s", got, d.stderr)
+			}
+		})
+	}
+}
+
+// TestCrashRestart: after a kill -9, links die with the process but clsact
+// filters and a netlink XDP program stay; the next `xflow run` removes
+// them, and its own SIGTERM leaves nothing.
+func TestCrashRestart(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xc")
+	pin := pinDir(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+interfaces:
+  - {name: %s, ingress: xdp, egress: tc, tc_mode: clsact}
+datapath: {map: hash, max_flows: 1024}
+pin_path: %s
+`, p.NameA, pin))
+	d := startDaemon(t, p, cfg)
+	d.stop(t, syscall.SIGKILL)
+	got := attached(t, p)
+	if got != "clsact filter:xflow_tc_egress" {
+		t.Fatalf("after kill -9, want the clsact filter left over, got %q", got)
+	}
+	// The pinned maps outlive the daemon: `xflow flows` still reads them.
+	flowsJSON(t, p, pin)
+
+	// A legacy (netlink) XDP attachment named like ours outlives its
+	// owner too: put one there.
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xflow_xdp", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	if err := p.Do(p.NSA, func() error {
+		l, err := netlink.LinkByName(p.NameA)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFd(l, prog.FD())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := attached(t, p); !strings.HasPrefix(got, "xdp:") {
+		t.Fatalf("legacy xdp not attached: %q", got)
+	}
+
+	d = startDaemon(t, p, cfg)
+	if !strings.Contains(d.stderr.String(), "removed stale attachment") {
+		t.Errorf("restart did not report removing stale attachments:\n%s", d.stderr)
+	}
+	got = attached(t, p)
+	if strings.Count(got, "filter:") != 1 || strings.Count(got, "xdp:") != 1 {
+		t.Fatalf("after restart: %q", got)
+	}
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
+	}
+	if got := attached(t, p); got != "" {
+		t.Fatalf("after SIGTERM: %q\n%s", got, d.stderr)
+	}
+}
+
+// TestRunBadInput: bad configuration or interface is exit status 2 with a
+// message naming the file, line and field, and nothing is attached or
+// pinned.
+func TestRunBadInput(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xb")
+	pin := pinDir(t)
+	for _, c := range []struct {
+		name, body, want string
+	}{
+		{"unknown interface", fmt.Sprintf("interfaces:\n  - name: nosuchif0\npin_path: %s\n", pin), ":2: interfaces[0].name"},
+		{"unknown map kind", fmt.Sprintf("interfaces:\n  - name: %s\ndatapath:\n  map: hashh\npin_path: %s\n", p.NameA, pin), ":4: datapath.map"},
+		{"unknown key", fmt.Sprintf("interfaces:\n  - name: %s\n    xdpmode: native\npin_path: %s\n", p.NameA, pin), ":3: interfaces[0].xdpmode"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := writeConfig(t, c.body)
+			cmd := exec.Command("nsenter", "--net=/var/run/netns/"+p.NSNameA, xflowBin, "run", "-c", cfg)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want status 2\n%s", err, out)
+			}
+			if !strings.Contains(string(out), cfg+c.want) {
+				t.Errorf("message %q does not name %q", out, cfg+c.want)
+			}
+			if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+				t.Errorf("want a one-line error, got %q", out)
+			}
+			if got := attached(t, p); got != "" {
+				t.Errorf("attached: %q", got)
+			}
+			if _, err := os.Stat(pin); !os.IsNotExist(err) {
+				t.Errorf("pin path exists: %v", err)
+			}
+		})
+	}
+}
