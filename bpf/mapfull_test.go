@@ -1,0 +1,87 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+// TestMapFull sends 100 flows of 2 packets each through the XDP program
+// with a store of 16 entries: whatever the kind, every packet is either
+// counted in a flow or counted as missed (LRU kinds instead evict, and the
+// evictions are counted).
+func TestMapFull(t *testing.T) {
+	const flows, pkts, size = 100, 2, 16
+	base := benchFrame(t)
+	frame := func(i int) []byte {
+		f := append([]byte(nil), base...)
+		binary.BigEndian.PutUint16(f[14+20:], uint16(20000+i)) // TCP source port
+		return f
+	}
+	ipLen := uint64(len(base) - 14)
+	for _, kind := range Kinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			requireRoot(t)
+			d, err := Load(Options{Kind: kind, MaxFlows: size, RingSize: 4096})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			for p := 0; p < pkts; p++ {
+				for i := 0; i < flows; i++ {
+					if _, err := d.objs.XflowXdp.Run(&ebpf.RunOptions{Data: frame(i)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var dropped uint64
+			if kind == KindRingbuf {
+				rc, err := d.NewRingConsumer()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := rc.Drain(); err != nil {
+					t.Fatal(err)
+				}
+				dropped = rc.Dropped()
+			}
+			recs, err := d.Flows()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var counted uint64
+			for _, r := range recs {
+				counted += r.Value.Packets
+				if r.Value.Bytes != r.Value.Packets*ipLen {
+					t.Errorf("flow %d: %d bytes for %d packets", r.Key.SrcPort, r.Value.Bytes, r.Value.Packets)
+				}
+			}
+			t.Logf("%d flows, %d packets counted, missed %d packets (%d bytes), ring consumer dropped %d, inserts %d",
+				len(recs), counted, c.MissedPackets, c.MissedBytes, dropped, c.Inserts)
+			if len(recs) > size {
+				t.Errorf("%d flows in a store of %d", len(recs), size)
+			}
+			switch kind {
+			case KindLRUHash, KindLRUPerCPUHash:
+				if evicted := c.Inserts - uint64(len(recs)); evicted < flows-size {
+					t.Errorf("inserts %d, live %d: evictions %d, want >= %d", c.Inserts, len(recs), evicted, flows-size)
+				}
+			default:
+				if counted+c.MissedPackets+dropped != flows*pkts {
+					t.Errorf("counted %d + missed %d + dropped %d != sent %d", counted, c.MissedPackets, dropped, flows*pkts)
+				}
+				if c.MissedPackets+dropped < (flows-size)*pkts {
+					t.Errorf("missed %d + dropped %d, want >= %d", c.MissedPackets, dropped, (flows-size)*pkts)
+				}
+				if c.MissedBytes != c.MissedPackets*ipLen {
+					t.Errorf("missed bytes %d for %d packets", c.MissedBytes, c.MissedPackets)
+				}
+			}
+		})
+	}
+}
