@@ -47,12 +47,20 @@ static __always_inline int shared_kind(void)
 	       map_kind == KIND_ARRAY;
 }
 
+/* Timestamps: a flow's first packet reads the precise monotonic clock; the
+ * packets after it read the coarse one (CLOCK_MONOTONIC_COARSE, one tick
+ * of resolution: 4 ms at HZ=250), which costs a few ns where the precise
+ * clock costs tens of ns in a VM. last_ns only ever moves forward, so it
+ * never falls before first_ns. */
+
 /* Adds one packet (or a GSO batch) to an existing entry. Shared maps are
  * written by all CPUs at once, so their counters use atomic adds; per-CPU
  * values are this CPU's alone. */
 static __always_inline void value_add(struct flow_value *v, struct pkt *p,
-				      __u32 packets, __u64 bytes, __u64 now)
+				      __u32 packets, __u64 bytes)
 {
+	__u64 now = bpf_ktime_get_coarse_ns();
+
 	if (shared_kind()) {
 		__sync_fetch_and_add(&v->packets, packets);
 		__sync_fetch_and_add(&v->bytes, bytes);
@@ -70,8 +78,10 @@ static __always_inline void value_add(struct flow_value *v, struct pkt *p,
 }
 
 static __always_inline void value_init(struct flow_value *v, struct pkt *p,
-				       __u32 packets, __u64 bytes, __u64 now)
+				       __u32 packets, __u64 bytes)
 {
+	__u64 now = bpf_ktime_get_ns();
+
 	v->packets = packets;
 	v->bytes = bytes;
 	v->first_ns = now;
@@ -83,7 +93,7 @@ static __always_inline void value_init(struct flow_value *v, struct pkt *p,
 }
 
 static __always_inline int store_hash(struct pkt *p, __u32 packets,
-				      __u64 bytes, __u64 now)
+				      __u64 bytes)
 {
 	__u32 zero = 0;
 	void *m = bpf_map_lookup_elem(&flows, &zero);
@@ -93,10 +103,10 @@ static __always_inline int store_hash(struct pkt *p, __u32 packets,
 		return -1;
 	v = bpf_map_lookup_elem(m, &p->key);
 	if (v) {
-		value_add(v, p, packets, bytes, now);
+		value_add(v, p, packets, bytes);
 		return 0;
 	}
-	value_init(&nv, p, packets, bytes, now);
+	value_init(&nv, p, packets, bytes);
 	if (bpf_map_update_elem(m, &p->key, &nv, BPF_NOEXIST) == 0) {
 		counter_add(CNT_INSERTS, 1);
 		return 0;
@@ -105,7 +115,7 @@ static __always_inline int store_hash(struct pkt *p, __u32 packets,
 	v = bpf_map_lookup_elem(m, &p->key);
 	if (!v)
 		return -1;
-	value_add(v, p, packets, bytes, now);
+	value_add(v, p, packets, bytes);
 	return 0;
 }
 
@@ -141,7 +151,7 @@ static __always_inline int key_equal(const struct flow_key *a,
  * racing for a new flow may each claim a slot: user space sums entries with
  * the same key). */
 static __always_inline int store_array(struct pkt *p, __u32 packets,
-				       __u64 bytes, __u64 now)
+				       __u64 bytes)
 {
 	__u32 zero = 0;
 	void *m = bpf_map_lookup_elem(&slots, &zero);
@@ -160,7 +170,7 @@ static __always_inline int store_array(struct pkt *p, __u32 packets,
 		state = *(volatile __u32 *)&s->state;
 		if (state == SLOT_READY) {
 			if (key_equal(&s->key, &p->key)) {
-				value_add(&s->val, p, packets, bytes, now);
+				value_add(&s->val, p, packets, bytes);
 				return 0;
 			}
 			continue;
@@ -173,7 +183,7 @@ static __always_inline int store_array(struct pkt *p, __u32 packets,
 				continue;
 		}
 		s->key = p->key;
-		value_init(&s->val, p, packets, bytes, now);
+		value_init(&s->val, p, packets, bytes);
 		if (shared_kind())
 			__sync_lock_test_and_set(&s->state, SLOT_READY);
 		else
@@ -188,14 +198,14 @@ static __always_inline int store_array(struct pkt *p, __u32 packets,
  * consumer is woken only once the ring is an eighth full, and otherwise
  * polls: a wakeup per packet would cost more than the record. */
 static __always_inline int store_ring(struct pkt *p, __u32 packets,
-				      __u64 bytes, __u64 now)
+				      __u64 bytes)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e)
 		return -1;
 	e->key = p->key;
-	e->ts_ns = now;
+	e->ts_ns = bpf_ktime_get_ns(); /* any event may start a flow */
 	e->bytes = bytes;
 	e->packets = packets;
 	e->tcp_flags = p->tcp_flags;
@@ -244,13 +254,12 @@ static __always_inline void handle(void *data, void *data_end, __u32 frame_len,
 	else
 		segs = 1;
 
-	__u64 now = bpf_ktime_get_ns();
 	if (map_kind == KIND_RINGBUF)
-		ret = store_ring(&p, segs, bytes, now);
+		ret = store_ring(&p, segs, bytes);
 	else if (map_kind == KIND_ARRAY || map_kind == KIND_PERCPU_ARRAY)
-		ret = store_array(&p, segs, bytes, now);
+		ret = store_array(&p, segs, bytes);
 	else
-		ret = store_hash(&p, segs, bytes, now);
+		ret = store_hash(&p, segs, bytes);
 	if (ret) {
 		counter_add(CNT_MISSED_PACKETS, segs);
 		counter_add(CNT_MISSED_BYTES, bytes);
