@@ -156,6 +156,13 @@ func OpenPinned(dir string) (*Pinned, error) {
 	return p, nil
 }
 
+// LRU says whether the store is an LRU hash, whose full map evicts rather
+// than misses.
+func (p *Pinned) LRU() bool {
+	t := p.stores[0].Type()
+	return t == ebpf.LRUHash || t == ebpf.LRUCPUHash
+}
+
 // Flows reads every flow, with cumulative counts.
 func (p *Pinned) Flows() ([]flow.Record, error) { return collect(p.stores...) }
 

@@ -107,6 +107,7 @@ func showFlows(p *bpf.Pinned, o flowsOpts, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	live := len(recs)
 	clk := newClock()
 	names := ifaceNames()
 	if o.iface != "" {
@@ -157,8 +158,12 @@ func showFlows(p *bpf.Pinned, o flowsOpts, w io.Writer) error {
 		return err
 	}
 	if c, err := p.Counters(); err == nil {
-		fmt.Fprintf(w, "%d flows; not counted as flows: non-IP %d, truncated %d, malformed %d; missed (store full) %d packets\n",
-			len(recs), c.NonIP, c.Truncated, c.Malformed, c.MissedPackets)
+		fmt.Fprintf(w, "%d flows; not flows: non-IP %d, truncated %d, malformed %d; missed (store full) %d packets",
+			live, c.NonIP, c.Truncated, c.Malformed, c.MissedPackets)
+		if p.LRU() && c.Inserts > uint64(live) {
+			fmt.Fprintf(w, "; evicted (LRU) %d flows", c.Inserts-uint64(live))
+		}
+		fmt.Fprintln(w)
 	}
 	return nil
 }

@@ -1,0 +1,52 @@
+# xflow — see README.md. `make demo` and `make test` need root.
+GO      ?= go
+BIN     := bin/xflow
+PKGS    := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build generate test vet fuzz demo bench clean need-root deps check-generated
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/xflow
+
+# Regenerate the eBPF objects and their Go bindings (needs clang and
+# libbpf-dev; `go build` itself only needs the committed output).
+generate:
+	cd bpf && $(GO) generate ./...
+
+# Fails if the committed objects do not match bpf/*.c (CI runs it).
+check-generated: generate
+	git diff --exit-code -- bpf/
+
+need-root:
+	@[ "$$(id -u)" = 0 ] || { echo "run as root, e.g. sudo make $(MAKECMDGOALS)"; exit 1; }
+
+# Debian packages the tests and the demo use.
+deps: need-root
+	@./scripts/deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+
+test: need-root deps vet
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+# Short fuzz runs: the packet parser against the reference decoder, and the
+# config loader.
+fuzz:
+	$(GO) test -count=1 -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZTIME) ./bpf
+	$(GO) test -count=1 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+
+demo: need-root deps build
+	@./scripts/demo.sh $(BIN)
+
+bench: need-root build
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf
+
+clean:
+	rm -rf bin
