@@ -1,0 +1,48 @@
+package flow
+
+// EndReason is IPFIX flowEndReason (RFC 7011/IANA element 136).
+type EndReason uint8
+
+const (
+	IdleTimeout     EndReason = 1 // no packet for timeouts.inactive
+	ActiveTimeout   EndReason = 2 // a long flow's periodic report; it goes on
+	EndOfFlow       EndReason = 3 // TCP FIN or RST seen
+	ForcedEnd       EndReason = 4 // the exporter is shutting down
+	LackOfResources EndReason = 5 // ended early: the flow table was full
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case IdleTimeout:
+		return "idle"
+	case ActiveTimeout:
+		return "active"
+	case EndOfFlow:
+		return "end"
+	case ForcedEnd:
+		return "forced"
+	case LackOfResources:
+		return "resources"
+	}
+	return "unknown"
+}
+
+// Export is one flow record as it leaves xflow: the packets and bytes
+// counted since the flow's previous record (delta counts), and wall-clock
+// times in milliseconds since the Unix epoch.
+type Export struct {
+	Key       Key
+	Packets   uint64
+	Bytes     uint64
+	StartMs   uint64 // first packet of this record's period
+	EndMs     uint64 // last packet of this record's period
+	TCPFlags  uint16 // OR of the TCP flags over this record's period
+	TOS       uint8  // of the flow's first packet
+	EndReason EndReason
+}
+
+// Interface names an ifindex, for the exporters' interface options records.
+type Interface struct {
+	Index uint32
+	Name  string
+}
