@@ -43,7 +43,7 @@ fuzz:
 	$(GO) test -count=1 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
 
 demo: need-root deps build
-	@./scripts/demo.sh $(BIN)
+	@$(GO) run ./internal/demo $(BIN)
 
 bench: need-root build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf

@@ -124,6 +124,19 @@ func NewPair(t testing.TB, prefix string) *Pair {
 	return p
 }
 
+// New makes a pair like NewPair, outside tests (the demo): the caller must
+// call Close.
+func New(prefix string) (*Pair, error) {
+	p, err := newPair(nil, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close deletes the namespaces (and with them the veth pair).
+func (p *Pair) Close() error { return p.destroy() }
+
 func newPair(t testing.TB, prefix string) (_ *Pair, err error) {
 	if len(prefix) > maxPrefix {
 		prefix = prefix[:maxPrefix]
@@ -141,11 +154,19 @@ func newPair(t testing.TB, prefix string) (_ *Pair, err error) {
 		t: t,
 	}
 	// Register cleanup first, so a failure half-way still removes what exists.
-	t.Cleanup(func() {
-		if err := p.destroy(); err != nil {
-			t.Errorf("testnet: cleanup of pair %s: %v", base, err)
-		}
-	})
+	if t != nil {
+		t.Cleanup(func() {
+			if err := p.destroy(); err != nil {
+				t.Errorf("testnet: cleanup of pair %s: %v", base, err)
+			}
+		})
+	} else {
+		defer func() {
+			if err != nil {
+				p.destroy()
+			}
+		}()
+	}
 
 	if p.NSA, err = newNamedNS(p.NSNameA); err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", p.NSNameA, err)
