@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -69,21 +71,40 @@ func cmdFlows(args []string, stdout io.Writer) error {
 	if o.watch < 0 {
 		return usageErr(fmt.Errorf("-watch %s: want a positive duration", o.watch))
 	}
-	p, err := bpf.OpenPinned(o.pinPath)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
 	if o.watch == 0 {
-		return showFlows(p, o, stdout)
+		return showFlows(o, stdout)
 	}
 	for {
 		fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
-		if err := showFlows(p, o, stdout); err != nil {
+		if err := showFlows(o, stdout); err != nil {
 			return err
 		}
 		time.Sleep(o.watch)
 	}
+}
+
+// readFlows asks the daemon for its live flows (cumulative since each flow
+// started), or, when none answers, reads the pinned maps (what was counted
+// since the daemon's last drain).
+func readFlows(pinPath string) (recs []flow.Record, p *bpf.Pinned, fromDaemon bool, err error) {
+	recs, err = exporter.FetchFlows(exporter.ControlSocket(pinPath))
+	if err == nil {
+		p, _ = bpf.OpenPinned(pinPath) // for the counters only
+		return recs, p, true, nil
+	}
+	if !errors.Is(err, exporter.ErrNoDaemon) {
+		return nil, nil, false, err
+	}
+	p, err = bpf.OpenPinned(pinPath)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	recs, err = p.Flows()
+	if err != nil {
+		p.Close()
+		return nil, nil, false, err
+	}
+	return recs, p, false, nil
 }
 
 // clock converts kernel monotonic nanoseconds to wall-clock time.
@@ -102,10 +123,13 @@ func (c clock) wall(ns uint64) time.Time {
 	return c.now.Add(-time.Duration(c.monoNow - int64(ns)))
 }
 
-func showFlows(p *bpf.Pinned, o flowsOpts, w io.Writer) error {
-	recs, err := p.Flows()
+func showFlows(o flowsOpts, w io.Writer) error {
+	recs, p, fromDaemon, err := readFlows(o.pinPath)
 	if err != nil {
 		return err
+	}
+	if p != nil {
+		defer p.Close()
 	}
 	live := len(recs)
 	clk := newClock()
@@ -157,12 +181,15 @@ func showFlows(p *bpf.Pinned, o flowsOpts, w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if !fromDaemon {
+		fmt.Fprintf(w, "no daemon answered on %s: counts since its last drain, from the pinned maps\n", exporter.ControlSocket(o.pinPath))
+	}
+	if p == nil {
+		return nil
+	}
 	if c, err := p.Counters(); err == nil {
 		fmt.Fprintf(w, "%d flows; not flows: non-IP %d, truncated %d, malformed %d; missed (store full) %d packets",
 			live, c.NonIP, c.Truncated, c.Malformed, c.MissedPackets)
-		if p.LRU() && c.Inserts > uint64(live) {
-			fmt.Fprintf(w, "; evicted (LRU) %d flows", c.Inserts-uint64(live))
-		}
 		fmt.Fprintln(w)
 	}
 	return nil

@@ -14,6 +14,8 @@ const usage = `xflow: eBPF flow exporter
 Usage:
   xflow run    -c FILE        load, attach and count until SIGINT/SIGTERM
   xflow flows  [flags]        show the flows the data plane holds
+  xflow collect [--listen udp://127.0.0.1:4739] [--json]
+                              a small IPFIX collector: print the records it receives
   xflow check  -c FILE        validate a configuration without touching the kernel
   xflow clean  -c FILE        remove what xflow left attached and pinned
   xflow version
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stderr)
 	case "flows":
 		err = cmdFlows(args[1:], stdout)
+	case "collect":
+		err = cmdCollect(args[1:], stdout, stderr)
 	case "check":
 		err = cmdCheck(args[1:], stdout)
 	case "clean":

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
+	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/exporter/ipfix"
+	"github.com/xflow-net/xflow/flow"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -31,9 +35,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return runDaemon(ctx, cfg, log)
 }
 
-// runDaemon loads and attaches the data plane, keeps it counting until ctx
-// ends, then detaches. The pinned maps stay, so `xflow flows` can still
-// read the last counts; the next run replaces them.
+// shutdownTimeout bounds the final export at SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+// runDaemon loads and attaches the data plane and runs the export loop
+// until ctx ends; then it detaches, drains a last time, exports every
+// remaining flow (reason 4, forced end) and stops. The pinned maps stay, so
+// `xflow flows` can still read them; the next run replaces them.
 func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("raise memlock limit", "err", err)
@@ -76,38 +84,92 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 			err = errors.Join(err, derr)
 		}
 	}()
+	var ifaces []flow.Interface
 	for _, ifc := range cfg.Interfaces {
 		a, err := dp.Attach(bpf.Hooks{Iface: ifc.Name, Ingress: ifc.Ingress, Egress: ifc.Egress,
 			XDPMode: ifc.XDPMode, TCMode: ifc.TCMode})
 		if err != nil {
+			detach()
 			if uerr := dp.Unpin(); uerr != nil {
 				log.Warn("remove pins", "err", uerr)
 			}
 			return err
 		}
 		atts = append(atts, a)
+		ifaces = append(ifaces, flow.Interface{Index: uint32(a.Ifindex), Name: ifc.Name})
 		log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Desc)
+		if ifc.Ingress == "xdp" && len(a.Desc) > 0 && a.Desc[0] == "xdp/generic" {
+			log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
+		}
 	}
-	log.Info("counting", "map", kind, "max_flows", cfg.Datapath.MaxFlows, "pin_path", cfg.PinPath)
 
-	if kind == bpf.KindRingbuf {
-		rc, err := dp.NewRingConsumer()
+	var sinks []exporter.Sink
+	var collectors []*exporter.Collector
+	defer func() {
+		// Normally closed by Shutdown; this covers early returns.
+		for _, c := range collectors {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Close(cctx)
+			cancel()
+		}
+	}()
+	for _, cc := range cfg.Export.Collectors {
+		if cc.Protocol != "ipfix" {
+			return usageErr(fmt.Errorf("collector %s: protocol %s is not implemented yet", cc.Address, cc.Protocol))
+		}
+		c, err := exporter.NewCollector(exporter.CollectorOptions{
+			Address:         cc.Address,
+			Transport:       cc.Transport,
+			Encoder:         ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU}),
+			TemplateRefresh: cfg.Export.TemplateRefresh,
+			Interfaces:      ifaces,
+			Logger:          log,
+		})
 		if err != nil {
 			return err
 		}
-		if err := rc.Run(ctx); err != nil {
-			return fmt.Errorf("ring buffer: %w", err)
-		}
-	} else {
-		<-ctx.Done()
+		collectors = append(collectors, c)
+		sinks = append(sinks, c)
+		log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
 	}
-	log.Info("stopping: detaching")
-	if err := detach(); err != nil {
+	exp := exporter.New(dp, sinks, exporter.Options{
+		Timeouts:     exporter.Timeouts{Active: cfg.Timeouts.Active, Inactive: cfg.Timeouts.Inactive},
+		ScanInterval: cfg.Timeouts.ScanInterval,
+		MaxFlows:     cfg.Datapath.MaxFlows,
+		LRU:          kind == bpf.KindLRUHash || kind == bpf.KindLRUPerCPUHash,
+		Logger:       log,
+	})
+	ctlCtx, ctlStop := context.WithCancel(context.Background())
+	defer ctlStop()
+	sock := exporter.ControlSocket(cfg.PinPath)
+	if err := exporter.ServeControl(ctlCtx, sock, exp, log); err != nil {
 		return err
 	}
+
+	// The ring consumer (ringbuf kind) runs until the programs are detached.
+	ringCtx, ringStop := context.WithCancel(context.Background())
+	ringDone := make(chan error, 1)
+	go func() { ringDone <- dp.RunRing(ringCtx) }()
+
+	log.Info("counting", "map", kind, "max_flows", cfg.Datapath.MaxFlows, "pin_path", cfg.PinPath, "control", sock)
+	runErr := exp.Run(ctx)
+
+	log.Info("stopping: detaching, exporting every flow")
+	derr := detach()
+	ringStop()
+	if rerr := <-ringDone; rerr != nil {
+		derr = errors.Join(derr, fmt.Errorf("ring buffer: %w", rerr))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	serr := exp.Shutdown(sctx)
+	collectors = nil
+	st := exp.Stats()
 	if c, err := dp.Counters(); err == nil {
 		log.Info("data plane counters", "non_ip", c.NonIP, "truncated", c.Truncated,
 			"malformed", c.Malformed, "missed_packets", c.MissedPackets)
 	}
-	return nil
+	log.Info("exported", "records", st.Records[1]+st.Records[2]+st.Records[3]+st.Records[4]+st.Records[5],
+		"idle", st.Records[1], "active", st.Records[2], "end", st.Records[3], "forced", st.Records[4], "resources", st.Records[5])
+	return errors.Join(runErr, derr, serr)
 }

@@ -1,0 +1,94 @@
+package exporter
+
+import (
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/xflow-net/xflow/flow"
+)
+
+// ControlDir holds the daemons' control sockets.
+const ControlDir = "/run/xflow"
+
+// ControlSocket is the control socket of the daemon that pins its maps
+// under pinPath (one daemon per pin path).
+func ControlSocket(pinPath string) string {
+	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")
+	return filepath.Join(ControlDir, name+".sock")
+}
+
+// ServeControl answers `xflow flows` on a unix socket (mode 0600) until ctx
+// ends: each connection gets the live flows with cumulative counts, gob
+// encoded, and is closed.
+func ServeControl(ctx context.Context, path string, e *Exporter, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	// A socket file left by a daemon that died is in the way; one that a
+	// live daemon answers on is not ours to take.
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another xflow daemon answers there (same pin_path?)", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+		os.Remove(path)
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				recs, err := e.Snapshot()
+				if err != nil {
+					log.Warn("control: snapshot", "err", err)
+					return
+				}
+				if err := gob.NewEncoder(c).Encode(recs); err != nil {
+					log.Debug("control: send", "err", err)
+				}
+			}()
+		}
+	}()
+	return nil
+}
+
+// ErrNoDaemon says no daemon answers on the control socket.
+var ErrNoDaemon = errors.New("no xflow daemon answers")
+
+// FetchFlows asks the daemon on the control socket for its live flows.
+func FetchFlows(path string) ([]flow.Record, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w on %s: %v", ErrNoDaemon, path, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var recs []flow.Record
+	if err := gob.NewDecoder(c).Decode(&recs); err != nil {
+		return nil, fmt.Errorf("read flows from %s: %w", path, err)
+	}
+	return recs, nil
+}

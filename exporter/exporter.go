@@ -1,0 +1,231 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/flow"
+)
+
+// Source is the data plane as the exporter sees it (bpf.Datapath).
+type Source interface {
+	// Drain hands over every flow counted since the last Drain and leaves
+	// the data plane counting into an empty store.
+	Drain(fn func(k *flow.Key, v *flow.Value)) (int, error)
+	// Peek hands over the same without removing anything.
+	Peek(fn func(k *flow.Key, v *flow.Value)) error
+	Counters() (bpf.Counters, error)
+}
+
+// Sink takes the records for one collector. Enqueue must not block and
+// must not keep recs beyond the call.
+type Sink interface {
+	Enqueue(recs []flow.Export)
+	// Close sends what is queued, waiting at most until ctx ends.
+	Close(ctx context.Context) error
+}
+
+// Options configure an Exporter.
+type Options struct {
+	Timeouts     Timeouts
+	ScanInterval time.Duration
+	MaxFlows     int  // flows kept in user space before the oldest end early
+	LRU          bool // the store is an LRU hash: count its evictions
+	Logger       *slog.Logger
+}
+
+// Stats are the exporter's running totals.
+type Stats struct {
+	Scans          uint64
+	Drained        uint64 // flow entries read from the data plane
+	Records        [6]uint64
+	ActiveFlows    int
+	LastDrain      time.Duration
+	MissedPackets  uint64 // the data plane's store was full
+	Evicted        uint64 // LRU kinds: entries the kernel evicted (their counts are lost)
+	PressureEvents uint64 // scans that ended flows early
+}
+
+// Exporter runs the export loop.
+type Exporter struct {
+	src   Source
+	sinks []Sink
+	lru   bool
+	opts  Options
+	log   *slog.Logger
+
+	mu          sync.Mutex // guards everything below; held by scans and snapshots
+	tab         *table
+	out         []flow.Export
+	stats       Stats
+	lastMissed  uint64
+	lastInserts uint64
+}
+
+// New makes an exporter that drains src and feeds sinks.
+func New(src Source, sinks []Sink, o Options) *Exporter {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timeouts.FinGrace == 0 {
+		o.Timeouts.FinGrace = min(time.Second, o.Timeouts.Inactive)
+	}
+	e := &Exporter{src: src, sinks: sinks, opts: o, log: o.Logger, tab: newTable(o.MaxFlows), lru: o.LRU}
+	if c, err := src.Counters(); err == nil {
+		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
+	}
+	return e
+}
+
+func now() clock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return clock{monoNow: uint64(ts.Nano()), wallNow: time.Now().UnixNano()}
+}
+
+// Run scans every ScanInterval until ctx ends (then call Shutdown). While
+// the data plane misses packets because its store is full, it scans twice
+// as often (down to 1/8 of the interval).
+func (e *Exporter) Run(ctx context.Context) error {
+	interval := e.opts.ScanInterval
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pressure, err := e.Scan()
+		if err != nil {
+			return err
+		}
+		if pressure {
+			interval = max(interval/2, e.opts.ScanInterval/8)
+		} else {
+			interval = min(interval*2, e.opts.ScanInterval)
+		}
+		t.Reset(interval)
+	}
+}
+
+// Scan drains the data plane once, ends the flows that are due and sends
+// their records. It reports whether the data plane missed packets.
+func (e *Exporter) Scan() (pressure bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := now()
+	start := time.Now()
+	n, err := e.src.Drain(e.tab.add)
+	if err != nil {
+		return false, fmt.Errorf("drain: %w", err)
+	}
+	e.stats.LastDrain = time.Since(start)
+	e.stats.Scans++
+	e.stats.Drained += uint64(n)
+	cnt, err := e.src.Counters()
+	if err != nil {
+		return false, err
+	}
+	// Entries created in the store since the last drain, minus those the
+	// drain found: what an LRU store evicted. (Arrays may hold a flow in
+	// more than one slot, which this would count too: LRU kinds only.)
+	if ins := cnt.Inserts - e.lastInserts; e.lru && ins > uint64(n) {
+		e.stats.Evicted += ins - uint64(n)
+		e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
+			"evicted", ins-uint64(n))
+		pressure = true
+	}
+	e.lastInserts = cnt.Inserts
+	if cnt.MissedPackets > e.lastMissed {
+		missed := cnt.MissedPackets - e.lastMissed
+		e.lastMissed = cnt.MissedPackets
+		e.stats.MissedPackets += missed
+		e.log.Warn("flow store full: packets not counted; scanning faster (raise datapath.max_flows)",
+			"missed_packets", missed, "flows_drained", n)
+		pressure = true
+	}
+	out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
+	before := len(out)
+	out = e.tab.relieve(c, pressure, out)
+	if len(out) > before {
+		e.stats.PressureEvents++
+		e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
+	}
+	e.send(out)
+	e.out = out[:0]
+	e.stats.ActiveFlows = len(e.tab.flows)
+	return pressure, nil
+}
+
+func (e *Exporter) send(recs []flow.Export) {
+	if len(recs) == 0 {
+		return
+	}
+	for i := range recs {
+		e.stats.Records[recs[i].EndReason]++
+	}
+	for _, s := range e.sinks {
+		s.Enqueue(recs)
+	}
+}
+
+// Shutdown drains the data plane a last time (call it once the programs are
+// detached, so that nothing counts any more), ends every flow with reason
+// 4 (forced end) and closes the sinks, waiting at most until ctx ends.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	c := now()
+	_, err := e.src.Drain(e.tab.add)
+	out := e.tab.flush(c, flow.ForcedEnd, e.out[:0])
+	e.send(out)
+	e.stats.ActiveFlows = 0
+	e.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("final drain: %w", err)
+	}
+	for _, s := range e.sinks {
+		if cerr := s.Close(ctx); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Snapshot returns every live flow with its cumulative counts since it
+// started: what was drained already plus what the data plane holds now.
+func (e *Exporter) Snapshot() ([]flow.Record, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	agg := make(map[flow.Key]*flow.Value, len(e.tab.flows))
+	e.tab.snapshot(agg)
+	err := e.src.Peek(func(k *flow.Key, v *flow.Value) {
+		if cur, ok := agg[*k]; ok {
+			cur.Add(v)
+		} else {
+			vv := *v
+			agg[*k] = &vv
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]flow.Record, 0, len(agg))
+	for k, v := range agg {
+		out = append(out, flow.Record{Key: k, Value: *v})
+	}
+	return out, nil
+}
+
+// Stats returns the running totals.
+func (e *Exporter) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}

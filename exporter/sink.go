@@ -1,0 +1,327 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xflow-net/xflow/exporter/ipfix"
+	"github.com/xflow-net/xflow/exporter/transport"
+	"github.com/xflow-net/xflow/flow"
+)
+
+// Encoder turns records into one protocol's messages for one transport
+// session (ipfix.Encoder; NetFlow encoders later).
+type Encoder interface {
+	Reset()
+	Templates(now time.Time, st ipfix.Stats, ifaces []flow.Interface, send func(msg []byte) error) error
+	Encode(now time.Time, recs []flow.Export, send func(msg []byte) error) error
+}
+
+// CollectorOptions configure the sink of one collector.
+type CollectorOptions struct {
+	Address         string
+	Transport       string // "udp" or "tcp"
+	Encoder         Encoder
+	TemplateRefresh time.Duration // UDP: templates are resent this often
+	Interfaces      []flow.Interface
+	// QueueRecords bounds the records waiting for this collector (while a
+	// TCP collector is down or slow); beyond it records are dropped and
+	// counted. Default 262144.
+	QueueRecords int
+	Logger       *slog.Logger
+}
+
+// CollectorStats are one collector's totals.
+type CollectorStats struct {
+	Messages, Records, Octets uint64 // sent
+	SendErrors                uint64 // messages that failed to send
+	DroppedRecords            uint64 // records never sent: queue full, or lost with a TCP connection
+	Connects, Disconnects     uint64 // TCP
+	Queued                    int64  // records waiting
+}
+
+// Collector is the sink of one collector: a goroutine with its own
+// encoder (templates, sequence numbers) and transport, fed through a
+// bounded queue so that a slow or absent collector never holds up the
+// export loop or the other collectors.
+type Collector struct {
+	o   CollectorOptions
+	log *slog.Logger
+	q   chan []flow.Export
+
+	queued                                       atomic.Int64
+	messages, records, octets, sendErrs, dropped atomic.Uint64
+	connects, disconnects                        atomic.Uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewCollector starts the sink; it runs until Close.
+func NewCollector(o CollectorOptions) (*Collector, error) {
+	if o.QueueRecords <= 0 {
+		o.QueueRecords = 1 << 18
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Transport != "udp" && o.Transport != "tcp" {
+		return nil, fmt.Errorf("collector %s: transport %q: want udp or tcp", o.Address, o.Transport)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Collector{o: o, log: o.Logger.With("collector", o.Address, "transport", o.Transport),
+		q: make(chan []flow.Export, 4096), cancel: cancel, done: make(chan struct{})}
+	var run func(context.Context)
+	if o.Transport == "udp" {
+		conn, err := transport.DialUDP(ctx, o.Address)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("collector %s: %w", o.Address, err)
+		}
+		run = func(ctx context.Context) { c.runUDP(ctx, conn) }
+	} else {
+		run = c.runTCP
+	}
+	go func() {
+		defer close(c.done)
+		run(ctx)
+	}()
+	return c, nil
+}
+
+// Enqueue queues a copy of recs; when the queue is full they are dropped
+// and counted.
+func (c *Collector) Enqueue(recs []flow.Export) {
+	n := int64(len(recs))
+	if c.queued.Load()+n > int64(c.o.QueueRecords) {
+		c.dropped.Add(uint64(n))
+		return
+	}
+	batch := append([]flow.Export(nil), recs...)
+	select {
+	case c.q <- batch:
+		c.queued.Add(n)
+	default:
+		c.dropped.Add(uint64(n))
+	}
+}
+
+// Close stops accepting records and sends what is queued, waiting at most
+// until ctx ends.
+func (c *Collector) Close(ctx context.Context) error {
+	c.once.Do(func() { close(c.q) })
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		c.cancel()
+		<-c.done
+		return fmt.Errorf("collector %s: %d records not sent at shutdown", c.o.Address, c.queued.Load())
+	}
+}
+
+// Stats returns the collector's totals.
+func (c *Collector) Stats() CollectorStats {
+	return CollectorStats{
+		Messages: c.messages.Load(), Records: c.records.Load(), Octets: c.octets.Load(),
+		SendErrors: c.sendErrs.Load(), DroppedRecords: c.dropped.Load(),
+		Connects: c.connects.Load(), Disconnects: c.disconnects.Load(), Queued: c.queued.Load(),
+	}
+}
+
+func (c *Collector) ipfixStats() ipfix.Stats {
+	return ipfix.Stats{Messages: c.messages.Load(), Records: c.records.Load(), Octets: c.octets.Load()}
+}
+
+// runUDP sends templates first and every TemplateRefresh, and data as it
+// comes. A send error (collector absent: port unreachable) is counted and
+// logged once per burst; sending goes on.
+func (c *Collector) runUDP(ctx context.Context, conn transport.Conn) {
+	defer conn.Close()
+	var lastErrLog time.Time
+	send := func(msg []byte) error {
+		if err := conn.Send(msg); err != nil {
+			c.sendErrs.Add(1)
+			if time.Since(lastErrLog) > 10*time.Second {
+				c.log.Warn("send failed", "err", err)
+				lastErrLog = time.Now()
+			}
+			return nil // UDP: the next message may well go through
+		}
+		c.messages.Add(1)
+		c.octets.Add(uint64(len(msg)))
+		return nil
+	}
+	templates := func() {
+		if err := c.o.Encoder.Templates(time.Now(), c.ipfixStats(), c.o.Interfaces, send); err != nil {
+			c.log.Error("encode templates", "err", err)
+		}
+	}
+	templates()
+	refresh := time.NewTicker(c.o.TemplateRefresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			templates()
+		case batch, ok := <-c.q:
+			if !ok {
+				return
+			}
+			c.queued.Add(-int64(len(batch)))
+			if err := c.o.Encoder.Encode(time.Now(), batch, send); err != nil {
+				c.dropped.Add(uint64(len(batch)))
+				c.log.Error("encode", "err", err)
+				continue
+			}
+			c.records.Add(uint64(len(batch)))
+		}
+	}
+}
+
+// TCP session timing.
+const (
+	dialTimeout  = 3 * time.Second
+	writeTimeout = 5 * time.Second // a collector that takes nothing this long is stalled
+	minBackoff   = 100 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+)
+
+// runTCP keeps a connection to the collector: on every connection the
+// encoder starts a new session and sends the templates, then the records
+// queued meanwhile. Records are encoded only once there is a connection,
+// so sequence numbers always count from the start of the connection they
+// travel on. When a connection fails, the records written to it that the
+// collector's TCP had not acknowledged are counted as dropped.
+func (c *Collector) runTCP(ctx context.Context) {
+	var (
+		st       *transport.Stream
+		pending  []flow.Export
+		backoff  = minBackoff
+		nextDial time.Time
+		inflight []struct {
+			end uint64
+			n   int
+		}
+		closing bool
+	)
+	send := func(msg []byte) error {
+		if err := st.Send(msg); err != nil {
+			return err
+		}
+		c.messages.Add(1)
+		c.octets.Add(uint64(len(msg)))
+		return nil
+	}
+	drop := func(err error) {
+		acked := st.Acked()
+		lost := 0
+		for _, b := range inflight {
+			if b.end > acked {
+				lost += b.n
+			}
+		}
+		inflight = inflight[:0]
+		c.dropped.Add(uint64(lost))
+		c.disconnects.Add(1)
+		c.log.Warn("connection lost", "err", err, "records_lost", lost)
+		st.Close()
+		st = nil
+		nextDial = time.Now().Add(minBackoff)
+	}
+	dial := func() {
+		s, err := transport.DialStream(ctx, c.o.Address, dialTimeout, writeTimeout)
+		if err != nil {
+			if backoff == minBackoff || backoff >= maxBackoff {
+				c.log.Warn("connect failed", "err", err, "retry_in", backoff)
+			}
+			nextDial = time.Now().Add(backoff + time.Duration(rand.Int64N(int64(backoff/4)+1)))
+			backoff = min(2*backoff, maxBackoff)
+			return
+		}
+		st, backoff = s, minBackoff
+		c.connects.Add(1)
+		c.o.Encoder.Reset()
+		if err := c.o.Encoder.Templates(time.Now(), c.ipfixStats(), c.o.Interfaces, send); err != nil {
+			drop(err)
+			return
+		}
+		c.log.Info("connected")
+	}
+	flush := func() {
+		if st == nil || len(pending) == 0 {
+			return
+		}
+		n := len(pending)
+		err := c.o.Encoder.Encode(time.Now(), pending, send)
+		inflight = append(inflight, struct {
+			end uint64
+			n   int
+		}{st.Written(), n})
+		c.records.Add(uint64(n))
+		c.queued.Add(-int64(n))
+		pending = pending[:0]
+		if err != nil {
+			drop(err)
+			return
+		}
+		// Forget what the collector acknowledged.
+		if len(inflight) > 64 {
+			acked := st.Acked()
+			i := 0
+			for i < len(inflight) && inflight[i].end <= acked {
+				i++
+			}
+			inflight = append(inflight[:0], inflight[i:]...)
+		}
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Time{}
+	for {
+		if st == nil && !time.Now().Before(nextDial) {
+			dial()
+		}
+		flush()
+		if closing {
+			if len(pending) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			closing, deadline = true, time.Now()
+		case batch, ok := <-c.q:
+			if !ok {
+				if !closing {
+					closing, deadline = true, time.Now().Add(2*time.Second)
+				}
+				c.q = nil
+				continue
+			}
+			pending = append(pending, batch...)
+		case <-tick.C:
+			if st != nil && len(pending) == 0 {
+				if err := st.Alive(); err != nil {
+					drop(err)
+				}
+			}
+		}
+	}
+	if len(pending) > 0 {
+		c.dropped.Add(uint64(len(pending)))
+		c.queued.Add(-int64(len(pending)))
+	}
+	if st != nil {
+		// Let the collector read the last messages before the FIN.
+		st.Close()
+	}
+}
