@@ -210,9 +210,13 @@ func (c *Collector) Stats() Stats {
 	}
 }
 
-// Close stops receiving, closes the socket and the TCP connections, waits
-// for the goroutines, and closes the Records channel. Records not yet
-// handed out are discarded.
+// closeDrain bounds how long Close reads what TCP exporters sent before
+// they noticed the collector closing.
+const closeDrain = 2 * time.Second
+
+// Close stops receiving, closes the socket and the TCP connections (reading
+// what the exporters had sent, see closeDrain), waits for the goroutines,
+// and closes the Records channel. Records not yet handed out are discarded.
 func (c *Collector) Close() error {
 	c.stopCtx()
 	c.shutdown()
@@ -227,8 +231,16 @@ func (c *Collector) shutdown() {
 		} else {
 			c.closeErr = c.tcp.Close()
 		}
+		// TCP: a graceful end. Half-close each connection (FIN): the
+		// exporter sees it, stops sending and closes its side, and what it
+		// sent before is still read here, until its FIN or for at most
+		// closeDrain. Nothing it wrote is lost unread.
 		c.mu.Lock()
 		for conn := range c.conns {
+			if tc, ok := conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {
+				tc.SetReadDeadline(time.Now().Add(closeDrain))
+				continue
+			}
 			conn.Close()
 		}
 		c.mu.Unlock()

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -38,9 +39,9 @@ type CollectorOptions struct {
 
 // CollectorStats are one collector's totals.
 type CollectorStats struct {
-	Messages, Records, Octets uint64 // sent
+	Messages, Records, Octets uint64 // sent (TCP: records acknowledged by the collector or still in flight)
 	SendErrors                uint64 // messages that failed to send
-	DroppedRecords            uint64 // records never sent: queue full, or lost with a TCP connection
+	DroppedRecords            uint64 // records never delivered: queue full, left at shutdown, or lost with a TCP connection (not acknowledged)
 	Connects, Disconnects     uint64 // TCP
 	Queued                    int64  // records waiting
 }
@@ -222,6 +223,13 @@ func (c *Collector) runTCP(ctx context.Context) {
 		return nil
 	}
 	drop := func(err error) {
+		if errors.Is(err, transport.ErrPeerClosed) {
+			// The collector is closing gracefully and still reads what
+			// was sent: give its acknowledgements a moment to arrive.
+			for i := 0; i < 20 && st.Acked() < st.Written(); i++ {
+				time.Sleep(25 * time.Millisecond)
+			}
+		}
 		acked := st.Acked()
 		lost := 0
 		for _, b := range inflight {
@@ -230,6 +238,8 @@ func (c *Collector) runTCP(ctx context.Context) {
 			}
 		}
 		inflight = inflight[:0]
+		// Lost records move from "sent" to "dropped".
+		c.records.Add(-uint64(lost))
 		c.dropped.Add(uint64(lost))
 		c.disconnects.Add(1)
 		c.log.Warn("connection lost", "err", err, "records_lost", lost)

@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -250,5 +253,92 @@ func expectEqual(t *testing.T, what string, want, got testnet.Expect) {
 			break
 		}
 		t.Errorf("%s: %s", what, m)
+	}
+}
+
+// logInt finds key=N in the daemon's log line that contains msg.
+func logInt(t *testing.T, log, msg, key string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "msg="+msg) && !strings.Contains(line, `msg="`+msg+`"`) {
+			continue
+		}
+		m := regexp.MustCompile(`\b` + key + `=(\d+)`).FindStringSubmatch(line)
+		if m == nil {
+			break
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n
+	}
+	t.Fatalf("no %s=N in the %q line of:\n%s", key, msg, log)
+	return 0
+}
+
+// TestExportTCPRestart stops the TCP collector mid-run and starts it again:
+// the exporter reconnects and sends the templates again (the new
+// connection is a new session: data without them would be undecodable),
+// and every record is either received or counted as dropped.
+func TestExportTCPRestart(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xt")
+	sink := newRecordSink()
+	coll := listenCollector(t, p, "tcp://127.0.0.1:0", sink)
+	addr := coll.Addr().String()
+	pin := pinDir(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+interfaces:
+  - {name: %s, ingress: xdp, egress: tc}
+datapath: {map: percpu_hash, max_flows: 8192}
+pin_path: %s
+timeouts: {active: 1s, inactive: 500ms, scan_interval: 200ms}
+export:
+  collectors:
+    - {address: %s, protocol: ipfix, transport: tcp}
+`, p.NameA, pin, addr))
+	d := startDaemon(t, p, cfg)
+
+	sentCh := make(chan testnet.Expect, 1)
+	go func() { sentCh <- onOffSender(t, p, 20, 12*time.Second, 7) }()
+	time.Sleep(4 * time.Second)
+	first := coll.Stats()
+	coll.Close() // graceful: the exporter sees the FIN
+	time.Sleep(2 * time.Second)
+	coll2 := listenCollector(t, p, "tcp://"+addr, sink)
+	sent := <-sentCh
+	time.Sleep(time.Second)
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
+	}
+	time.Sleep(200 * time.Millisecond)
+	coll2.Close()
+
+	log := d.stderr.String()
+	exported := logInt(t, log, "exported", "records")
+	delivered := logInt(t, log, "collector totals", "records")
+	dropped := logInt(t, log, "collector totals", "dropped_records")
+	connects := logInt(t, log, "collector totals", "connects")
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	second := coll2.Stats()
+	t.Logf("exported %d records: %d delivered, %d dropped; collector received %d (%d before the restart); %d connections",
+		exported, delivered, dropped, sink.n, first.Records, connects)
+	if uint64(sink.n) != delivered || delivered+dropped != exported {
+		t.Errorf("received %d, exporter delivered %d + dropped %d, exported %d", sink.n, delivered, dropped, exported)
+	}
+	if connects < 2 || first.Records == 0 || second.Records == 0 {
+		t.Errorf("want records before and after a reconnect: connects %d, before %d, after %d", connects, first.Records, second.Records)
+	}
+	for _, st := range []collector.Stats{first, second} {
+		if st.SequenceGaps != 0 || st.DecodeErrors != 0 || st.MissingTemplate != 0 {
+			t.Errorf("collector: %+v", st)
+		}
+	}
+	for id, got := range sink.in {
+		if w, ok := sent[id]; ok && (got.Packets > w.Packets || got.Bytes > w.Bytes) {
+			t.Errorf("%v: received %v, more than sent %v", id, got, w)
+		}
+	}
+	if dropped == 0 {
+		expectEqual(t, "exported vs sent", sent, sink.in)
 	}
 }

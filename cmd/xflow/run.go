@@ -163,6 +163,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	serr := exp.Shutdown(sctx)
+	for i, c := range collectors {
+		cs := c.Stats()
+		cc := cfg.Export.Collectors[i]
+		log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
+			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
+			"dropped_records", cs.DroppedRecords, "send_errors", cs.SendErrors,
+			"connects", cs.Connects, "disconnects", cs.Disconnects)
+	}
 	collectors = nil
 	st := exp.Stats()
 	if c, err := dp.Counters(); err == nil {

@@ -279,28 +279,6 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 	return e.flush(send)
 }
 
-// room opens a set with ID id in the current message, or continues the open
-// one, and returns how many n-byte records fit in it (at least one), sending
-// the current message first and starting a new one if needed. The caller
-// writes the records at e.buf[e.n:] and counts them in e.n and, for data
-// records, e.records.
-func (e *Encoder) room(id uint16, n int, send func([]byte) error) (int, error) {
-	if !e.fits(id, n) {
-		if err := e.flush(send); err != nil {
-			return 0, err
-		}
-		if !e.fits(id, n) { // checked by the callers beforehand
-			return 0, fmt.Errorf("%w: %d-byte record for set %d in %d-byte messages", ErrMTU, n, id, e.mtu)
-		}
-	}
-	e.openSet(id)
-	k := (e.mtu - e.n) / n
-	if end := e.n + k*n; end+pad(end-e.set) > e.mtu { // no room left for the padding
-		k--
-	}
-	return k, nil
-}
-
 var be = binary.BigEndian
 
 // putIPv4 writes r as a template 256 record: b holds ipv4RecordLen bytes.
@@ -401,6 +379,8 @@ func putVarLen(b []byte, s string) {
 func pad(n int) int { return -n & 3 }
 
 // fitsAlone says whether a record of n bytes fits in a message of its own.
+// Encode and Templates check that every record does before sending
+// anything.
 func (e *Encoder) fitsAlone(n int) bool {
 	return headerLen+setHeaderLen+n+pad(setHeaderLen+n) <= e.mtu
 }
@@ -412,19 +392,44 @@ func (e *Encoder) begin() {
 	e.records = 0
 }
 
-// fits says whether an n-byte record fits in the current message in a set
-// with ID id, counting the sets' padding.
-func (e *Encoder) fits(id uint16, n int) bool {
-	if e.set != 0 && e.setID == id { // goes in the open set
-		setLen := e.n - e.set + n
-		return e.set+setLen+pad(setLen) <= e.mtu
+// room opens a set with ID id in the current message, or continues the open
+// one, and returns how many n-byte records fit in it (at least one), sending
+// the current message first and starting a new one if none does. The caller
+// writes the records at e.buf[e.n:] and counts them in e.n and, for data
+// records, e.records.
+func (e *Encoder) room(id uint16, n int, send func([]byte) error) (int, error) {
+	k := e.fit(id, n)
+	if k == 0 {
+		if err := e.flush(send); err != nil {
+			return 0, err
+		}
+		if k = e.fit(id, n); k == 0 { // checked by the callers beforehand
+			return 0, fmt.Errorf("%w: %d-byte record for set %d in %d-byte messages", ErrMTU, n, id, e.mtu)
+		}
 	}
-	end := e.n // needs a new set, after the open one's padding
-	if e.set != 0 {
-		end += pad(e.n - e.set)
+	e.openSet(id)
+	return k, nil
+}
+
+// fit is how many n-byte records fit in the current message in a set with
+// ID id (the open set, or a new one after it), counting the sets' padding.
+func (e *Encoder) fit(id uint16, n int) int {
+	set, start := e.set, e.n // the set's header, its first free byte
+	if set == 0 || e.setID != id {
+		set = e.n
+		if e.set != 0 {
+			set += pad(e.n - e.set) // the open set's padding
+		}
+		start = set + setHeaderLen
 	}
-	setLen := setHeaderLen + n
-	return end+setLen+pad(setLen) <= e.mtu
+	if start > e.mtu {
+		return 0
+	}
+	k := (e.mtu - start) / n
+	if end := start + k*n; k > 0 && end+pad(end-set) > e.mtu {
+		k-- // no room for the padding: one record less leaves room (n > 3)
+	}
+	return k
 }
 
 // record reserves n bytes for a record in a set with ID id, sending the
