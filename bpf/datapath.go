@@ -99,21 +99,25 @@ type Options struct {
 // Pin names under Options.PinPath.
 const (
 	pinCounters  = "counters"
-	pinStore     = "store"     // the one-slot map-in-map
-	pinStorePref = "store_"    // store_0, store_1: the two flow stores
-	pinEvents    = "events"    // ringbuf kind: the ring buffer
-	pinRingFlows = "ringflows" // ringbuf kind: the aggregate, kept by the daemon
+	pinStore     = "store"  // the one-slot map-in-map
+	pinStorePref = "store_" // store_0, store_1: the two flow stores
+	pinEvents    = "events" // ringbuf kind: the ring buffer
 )
 
 // Datapath is the loaded data plane: programs and maps, not yet attached.
 type Datapath struct {
-	opts    Options
-	objs    xflowObjects
-	outer   *ebpf.Map    // flows or slots; nil for ringbuf
-	stores  [2]*ebpf.Map // the flow stores; stores[active] is in outer[0]
-	active  int
-	ringAgg *ebpf.Map // ringbuf kind: what `xflow flows` reads
-	pinned  []string
+	opts   Options
+	objs   xflowObjects
+	outer  *ebpf.Map    // flows or slots; nil for ringbuf
+	stores [2]*ebpf.Map // the flow stores; stores[active] is in outer[0]
+	active int
+	ring   *ringConsumer // ringbuf kind
+	pinned []string
+	cpus   int
+
+	// drain buffers, reused
+	keys []flow.Key
+	vals []flow.Value
 }
 
 // Load loads the programs and creates the maps for opts.Kind, and pins the
@@ -175,14 +179,13 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 		return nil, fmt.Errorf("load eBPF: %w", err)
 	}
+	if d.cpus, err = ebpf.PossibleCPU(); err != nil {
+		return nil, err
+	}
 	switch {
 	case opts.Kind == KindRingbuf:
-		d.ringAgg, err = ebpf.NewMap(&ebpf.MapSpec{
-			Name: "xflow_ringflows", Type: ebpf.Hash,
-			KeySize: keySize, ValueSize: valueSize, MaxEntries: opts.MaxFlows,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("create ring aggregate map: %w", err)
+		if d.ring, err = newRingConsumer(d); err != nil {
+			return nil, err
 		}
 	default:
 		d.outer = d.objs.Flows
@@ -208,11 +211,6 @@ func Load(opts Options) (d *Datapath, err error) {
 	return d, nil
 }
 
-const (
-	keySize   = 48
-	valueSize = 40
-)
-
 // Kind is the store kind in use.
 func (d *Datapath) Kind() Kind { return d.opts.Kind }
 
@@ -232,7 +230,6 @@ func (d *Datapath) pin(dir string) error {
 		}
 	} else {
 		pins[pinEvents] = d.objs.Events
-		pins[pinRingFlows] = d.ringAgg
 	}
 	for name, m := range pins {
 		p := filepath.Join(dir, name)
@@ -276,7 +273,7 @@ func isBPFFS(dir string) bool {
 
 // RemovePins removes what xflow pins under dir (and nothing else).
 func RemovePins(dir string) error {
-	for _, name := range []string{pinCounters, pinStore, pinStorePref + "0", pinStorePref + "1", pinEvents, pinRingFlows} {
+	for _, name := range []string{pinCounters, pinStore, pinStorePref + "0", pinStorePref + "1", pinEvents} {
 		p := filepath.Join(dir, name)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove stale pin %s: %w", p, err)
@@ -301,7 +298,10 @@ func (d *Datapath) Unpin() error {
 // links, keep what they refer to alive).
 func (d *Datapath) Close() error {
 	errs := []error{d.objs.Close()}
-	for _, m := range append(d.stores[:], d.ringAgg) {
+	if d.ring != nil {
+		errs = append(errs, d.ring.rd.Close())
+	}
+	for _, m := range d.stores {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -336,5 +336,3 @@ func readCounters(m *ebpf.Map) (Counters, error) {
 
 // Counters reads the data plane's counters.
 func (d *Datapath) Counters() (Counters, error) { return readCounters(d.objs.Counters) }
-
-var _ = flow.Key{}

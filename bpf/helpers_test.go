@@ -34,13 +34,9 @@ func loadKind(t testing.TB, kind Kind, maxFlows uint32) *Datapath {
 // does) until the returned stop is called.
 func drainRing(tb testing.TB, d *Datapath) (stop func()) {
 	tb.Helper()
-	rc, err := d.NewRingConsumer()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- rc.Run(ctx) }()
+	go func() { done <- d.RunRing(ctx) }()
 	return func() {
 		cancel()
 		if err := <-done; err != nil {

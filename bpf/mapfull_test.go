@@ -37,14 +37,10 @@ func TestMapFull(t *testing.T) {
 			}
 			var dropped uint64
 			if kind == KindRingbuf {
-				rc, err := d.NewRingConsumer()
-				if err != nil {
+				if err := d.SyncRing(); err != nil {
 					t.Fatal(err)
 				}
-				if err := rc.Drain(); err != nil {
-					t.Fatal(err)
-				}
-				dropped = rc.Dropped()
+				dropped = d.RingDropped()
 			}
 			recs, err := d.Flows()
 			if err != nil {

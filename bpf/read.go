@@ -105,11 +105,14 @@ func collect(stores ...*ebpf.Map) ([]flow.Record, error) {
 	return out, nil
 }
 
-// Flows reads every flow the data plane holds, with cumulative counts. For
-// the ringbuf kind that is what the consumer (RunRing) has aggregated.
+// Flows reads every flow counted since the last Drain (all of them if
+// nothing drains). For the ringbuf kind that is what the consumer has
+// aggregated so far.
 func (d *Datapath) Flows() ([]flow.Record, error) {
-	if d.ringAgg != nil {
-		return collect(d.ringAgg)
+	if d.ring != nil {
+		var out []flow.Record
+		d.ring.peek(func(k *flow.Key, v *flow.Value) { out = append(out, flow.Record{Key: *k, Value: *v}) })
+		return out, nil
 	}
 	return collect(d.stores[:]...)
 }
@@ -138,7 +141,7 @@ func OpenPinned(dir string) (*Pinned, error) {
 		}
 		return nil, fmt.Errorf("open pinned maps under %s: %w", dir, err)
 	}
-	for _, name := range []string{pinStorePref + "0", pinStorePref + "1", pinRingFlows} {
+	for _, name := range []string{pinStorePref + "0", pinStorePref + "1"} {
 		m, err := open(name)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -151,16 +154,12 @@ func OpenPinned(dir string) (*Pinned, error) {
 	}
 	if len(p.stores) == 0 {
 		p.Close()
+		if _, err := os.Stat(filepath.Join(dir, pinEvents)); err == nil {
+			return nil, fmt.Errorf("%s holds a ring buffer (map: ringbuf): its flows are aggregated by the daemon, and none answered", dir)
+		}
 		return nil, fmt.Errorf("no flow store pinned under %s", dir)
 	}
 	return p, nil
-}
-
-// LRU says whether the store is an LRU hash, whose full map evicts rather
-// than misses.
-func (p *Pinned) LRU() bool {
-	t := p.stores[0].Type()
-	return t == ebpf.LRUHash || t == ebpf.LRUCPUHash
 }
 
 // Flows reads every flow, with cumulative counts.

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/xflow-net/xflow/flow"
@@ -25,75 +25,79 @@ type event struct {
 	Pad      [3]uint8
 }
 
-// RingConsumer turns the ringbuf kind's per-packet events into flows: it
-// aggregates them in user space and mirrors the aggregate into a (pinned)
-// hash map, so that readers see the same cumulative flows as with the
-// other kinds.
-type RingConsumer struct {
-	rd      *ringbuf.Reader
+// ringConsumer turns the ringbuf kind's per-packet events into flows,
+// aggregated in user space until the next Drain takes them.
+type ringConsumer struct {
+	rd *ringbuf.Reader
+
+	mu      sync.Mutex
 	agg     map[flow.Key]*flow.Value
-	dirty   map[flow.Key]struct{}
-	mirror  *ebpf.Map
 	max     int
-	dropped uint64 // events whose flow did not fit in max
+	dropped uint64 // packets whose flow found no room in the aggregate
 }
 
-// NewRingConsumer starts consuming d's ring buffer (ringbuf kind only).
-func (d *Datapath) NewRingConsumer() (*RingConsumer, error) {
-	if d.opts.Kind != KindRingbuf {
-		return nil, fmt.Errorf("map kind %s has no ring buffer", d.opts.Kind)
-	}
+func newRingConsumer(d *Datapath) (*ringConsumer, error) {
 	rd, err := ringbuf.NewReader(d.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
-	return &RingConsumer{
-		rd:     rd,
-		agg:    make(map[flow.Key]*flow.Value),
-		dirty:  make(map[flow.Key]struct{}),
-		mirror: d.ringAgg,
-		max:    int(d.opts.MaxFlows),
-	}, nil
+	return &ringConsumer{rd: rd, agg: make(map[flow.Key]*flow.Value), max: int(d.opts.MaxFlows)}, nil
 }
 
 // pollInterval bounds how long an event waits in the ring: the data plane
 // wakes the consumer only when the ring fills up.
 const pollInterval = 50 * time.Millisecond
 
-// Run consumes events until ctx ends, mirroring the aggregate every
-// pollInterval.
-func (c *RingConsumer) Run(ctx context.Context) error {
-	defer c.rd.Close()
+// RunRing consumes the ring buffer (ringbuf kind) until ctx ends, then
+// reads what is left in it. Other kinds return at once.
+func (d *Datapath) RunRing(ctx context.Context) error {
+	if d.ring == nil {
+		return nil
+	}
 	for ctx.Err() == nil {
-		if err := c.Drain(); err != nil {
+		if err := d.ring.poll(pollInterval); err != nil {
 			return err
 		}
 	}
-	return c.Drain()
+	return d.ring.poll(0)
 }
 
-// Drain reads every event in the ring now (waiting at most pollInterval
-// for more) and updates the mirror map.
-func (c *RingConsumer) Drain() error {
+// SyncRing reads every event already in the ring (tests, and the final
+// drain once the programs are detached). It must not run beside RunRing.
+func (d *Datapath) SyncRing() error {
+	if d.ring == nil {
+		return nil
+	}
+	return d.ring.poll(0)
+}
+
+// poll reads events until the ring is empty, waiting at most wait for more.
+func (c *ringConsumer) poll(wait time.Duration) error {
 	var rec ringbuf.Record
-	c.rd.SetDeadline(time.Now().Add(pollInterval))
+	c.rd.SetDeadline(time.Now().Add(wait))
 	for {
 		err := c.rd.ReadInto(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			break
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		if len(rec.RawSample) < int(unsafe.Sizeof(event{})) {
-			continue
+		if len(rec.RawSample) >= int(unsafe.Sizeof(event{})) {
+			c.add((*event)(unsafe.Pointer(&rec.RawSample[0])))
 		}
-		c.add((*event)(unsafe.Pointer(&rec.RawSample[0])))
 	}
-	return c.flush()
 }
 
-func (c *RingConsumer) add(e *event) {
+func (c *ringConsumer) add(e *event) {
+	fin := uint8(0)
+	if e.TCPFlags&0x05 != 0 { // FIN, RST
+		fin = 1
+	}
+	nv := flow.Value{Packets: uint64(e.Packets), Bytes: uint64(e.Bytes),
+		FirstNs: e.TsNs, LastNs: e.TsNs, TCPFlags: e.TCPFlags, TOS: e.TOS, FinRst: fin}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	v, ok := c.agg[e.Key]
 	if !ok {
 		if len(c.agg) >= c.max {
@@ -103,32 +107,37 @@ func (c *RingConsumer) add(e *event) {
 		v = &flow.Value{}
 		c.agg[e.Key] = v
 	}
-	fin := uint8(0)
-	if e.TCPFlags&0x05 != 0 {
-		fin = 1
-	}
-	v.Add(&flow.Value{Packets: uint64(e.Packets), Bytes: uint64(e.Bytes),
-		FirstNs: e.TsNs, LastNs: e.TsNs, TCPFlags: e.TCPFlags, TOS: e.TOS, FinRst: fin})
-	c.dirty[e.Key] = struct{}{}
+	v.Add(&nv)
 }
 
-// flush writes the changed flows to the mirror map.
-func (c *RingConsumer) flush() error {
-	if len(c.dirty) == 0 {
-		return nil
+// take hands over the aggregate and starts a new one.
+func (c *ringConsumer) take(fn func(*flow.Key, *flow.Value)) int {
+	c.mu.Lock()
+	agg := c.agg
+	c.agg = make(map[flow.Key]*flow.Value, len(agg))
+	c.mu.Unlock()
+	for k, v := range agg {
+		fn(&k, v)
 	}
-	keys := make([]flow.Key, 0, len(c.dirty))
-	vals := make([]flow.Value, 0, len(c.dirty))
-	for k := range c.dirty {
-		keys = append(keys, k)
-		vals = append(vals, *c.agg[k])
-	}
-	clear(c.dirty)
-	if _, err := c.mirror.BatchUpdate(keys, vals, nil); err != nil {
-		return fmt.Errorf("update ring flow map: %w", err)
-	}
-	return nil
+	return len(agg)
 }
 
-// Dropped counts packets whose flow found no room in the aggregate.
-func (c *RingConsumer) Dropped() uint64 { return c.dropped }
+func (c *ringConsumer) peek(fn func(*flow.Key, *flow.Value)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.agg {
+		vv := *v
+		fn(&k, &vv)
+	}
+}
+
+// RingDropped counts packets whose flow found no room in the ring
+// consumer's aggregate (max_flows distinct flows between two drains).
+func (d *Datapath) RingDropped() uint64 {
+	if d.ring == nil {
+		return 0
+	}
+	d.ring.mu.Lock()
+	defer d.ring.mu.Unlock()
+	return d.ring.dropped
+}

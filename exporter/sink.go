@@ -21,6 +21,9 @@ type Encoder interface {
 	Reset()
 	Templates(now time.Time, st ipfix.Stats, ifaces []flow.Interface, send func(msg []byte) error) error
 	Encode(now time.Time, recs []flow.Export, send func(msg []byte) error) error
+	// Sent counts the flow records in messages that send accepted since
+	// Reset (what went out of a failed Encode).
+	Sent() uint64
 }
 
 // CollectorOptions configure the sink of one collector.
@@ -270,13 +273,22 @@ func (c *Collector) runTCP(ctx context.Context) {
 		if st == nil || len(pending) == 0 {
 			return
 		}
+		// A collector that closed since the last look gets nothing: the
+		// records wait for the next connection.
+		if err := st.Alive(); err != nil {
+			drop(err)
+			return
+		}
 		n := len(pending)
+		before := c.o.Encoder.Sent()
 		err := c.o.Encoder.Encode(time.Now(), pending, send)
+		sent := int(c.o.Encoder.Sent() - before)
 		inflight = append(inflight, struct {
 			end uint64
 			n   int
-		}{st.Written(), n})
-		c.records.Add(uint64(n))
+		}{st.Written(), sent})
+		c.records.Add(uint64(sent))
+		c.dropped.Add(uint64(n - sent)) // never written
 		c.queued.Add(-int64(n))
 		pending = pending[:0]
 		if err != nil {

@@ -302,6 +302,7 @@ export:
 	time.Sleep(4 * time.Second)
 	first := coll.Stats()
 	coll.Close() // graceful: the exporter sees the FIN
+	first = coll.Stats()
 	time.Sleep(2 * time.Second)
 	coll2 := listenCollector(t, p, "tcp://"+addr, sink)
 	sent := <-sentCh
@@ -311,6 +312,7 @@ export:
 	}
 	time.Sleep(200 * time.Millisecond)
 	coll2.Close()
+	t.Logf("first collector %+v, second %+v", first, coll2.Stats())
 
 	log := d.stderr.String()
 	exported := logInt(t, log, "exported", "records")
@@ -320,6 +322,7 @@ export:
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	second := coll2.Stats()
+	t.Logf("daemon log:\n%s", grepLines(log, "connection lost|connected|collector totals"))
 	t.Logf("exported %d records: %d delivered, %d dropped; collector received %d (%d before the restart); %d connections",
 		exported, delivered, dropped, sink.n, first.Records, connects)
 	if uint64(sink.n) != delivered || delivered+dropped != exported {
@@ -341,4 +344,15 @@ export:
 	if dropped == 0 {
 		expectEqual(t, "exported vs sent", sent, sink.in)
 	}
+}
+
+func grepLines(s, re string) string {
+	var out []string
+	r := regexp.MustCompile(re)
+	for _, l := range strings.Split(s, "\n") {
+		if r.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -120,7 +120,10 @@ type Encoder struct {
 	set        int    // offset of the open set's header in buf; 0 if none
 	setID      uint16 // ID of the open set
 	records    uint32 // data records in the message, for the next sequence number
+	flows      uint32 // of which flow records
 	exportTime uint32
+
+	sent uint64 // flow records in messages that send accepted, this session
 }
 
 // NewEncoder returns an encoder for a new transport session.
@@ -141,6 +144,7 @@ func NewEncoder(o Options) *Encoder {
 // number restarts at 0. The templates must be sent again.
 func (e *Encoder) Reset() {
 	e.seq = 0
+	e.sent = 0
 	e.begin()
 }
 
@@ -256,6 +260,7 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 				putIPv4(e.buf[e.n:e.n+ipv4RecordLen], r)
 				e.n += ipv4RecordLen
 				e.records++
+				e.flows++
 				room--
 				n4--
 			}
@@ -271,6 +276,7 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 				putIPv6(e.buf[e.n:e.n+ipv6RecordLen], r)
 				e.n += ipv6RecordLen
 				e.records++
+				e.flows++
 				room--
 				n6--
 			}
@@ -390,6 +396,7 @@ func (e *Encoder) begin() {
 	e.n = headerLen
 	e.set = 0
 	e.records = 0
+	e.flows = 0
 }
 
 // room opens a set with ID id in the current message, or continues the open
@@ -487,10 +494,15 @@ func (e *Encoder) flush(send func([]byte) error) error {
 	err := send(e.buf[:e.n])
 	if err == nil {
 		e.seq += e.records
+		e.sent += uint64(e.flows)
 	}
 	e.begin()
 	return err
 }
+
+// Sent is the number of flow records in messages that send accepted since
+// the session started: after a failed Encode, what did go out.
+func (e *Encoder) Sent() uint64 { return e.sent }
 
 // field is a field specifier: an IANA information element and its length.
 type field struct{ id, length uint16 }

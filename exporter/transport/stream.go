@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,20 +35,29 @@ func DialStream(ctx context.Context, address string, timeout, writeTimeout time.
 var ErrPeerClosed = errors.New("collector closed the connection")
 
 // Alive reports an error once the collector has closed or reset the
-// connection. Collectors never send to an exporter, so anything readable
-// means the end of the stream.
+// connection. Collectors never send to an exporter, so a readable end of
+// stream means the collector is going away. (A non-blocking peek: Go's
+// own Read with an expired deadline would not even look.)
 func (s *Stream) Alive() error {
-	s.conn.SetReadDeadline(time.Now())
-	n, err := s.conn.Read(s.probe[:])
-	switch {
-	case n > 0:
-		return nil // unexpected data: ignore it
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil
-	case errors.Is(err, io.EOF):
-		return ErrPeerClosed
+	raw, err := s.conn.SyscallConn()
+	if err != nil {
+		return err
 	}
-	return err
+	var rerr error
+	cerr := raw.Control(func(fd uintptr) {
+		n, _, err := unix.Recvfrom(int(fd), s.probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+		case err != nil:
+			rerr = err
+		case n == 0:
+			rerr = ErrPeerClosed
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return rerr
 }
 
 // Send writes one whole message, failing if the collector is gone or does

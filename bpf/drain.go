@@ -1,0 +1,144 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xflow-net/xflow/flow"
+)
+
+// Drain hands every flow counted since the previous Drain to fn (counts
+// summed over CPUs) and leaves the data plane counting into an empty store.
+//
+// It is exact: it first points the programs at the other, empty store
+// through the map-in-map slot. The kernel returns from that update only
+// once every program that could still hold the old store has finished
+// (maybe_wait_bpf_programs: synchronize_rcu), so the old store has no
+// writer left when it is read and emptied with batch operations. No packet
+// is lost between the read and the delete, and none is counted twice.
+//
+// For the ringbuf kind it takes what the ring consumer aggregated.
+func (d *Datapath) Drain(fn func(k *flow.Key, v *flow.Value)) (int, error) {
+	if d.ring != nil {
+		return d.ring.take(fn), nil
+	}
+	old := d.stores[d.active]
+	next := 1 - d.active
+	if err := d.outer.Put(uint32(0), d.stores[next]); err != nil {
+		return 0, fmt.Errorf("swap flow store: %w", err)
+	}
+	d.active = next
+	if d.opts.Kind.isArray() {
+		return d.drainArray(old, fn)
+	}
+	return d.drainHash(old, fn)
+}
+
+func (d *Datapath) drainHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+	ncpu := d.ncpu(m)
+	if len(d.keys) < batchSize {
+		d.keys = make([]flow.Key, batchSize)
+	}
+	if len(d.vals) < batchSize*ncpu {
+		d.vals = make([]flow.Value, batchSize*ncpu)
+	}
+	total := 0
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, d.keys[:batchSize], d.vals[:batchSize*ncpu], nil)
+		for i := 0; i < n; i++ {
+			v := d.vals[i*ncpu]
+			for c := 1; c < ncpu; c++ {
+				v.Add(&d.vals[i*ncpu+c])
+			}
+			if v.Packets > 0 {
+				fn(&d.keys[i], &v)
+			}
+		}
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("drain flow store: %w", err)
+		}
+	}
+}
+
+// drainArray reads every slot, hands the filled ones to fn (merging slots
+// that hold the same key) and zeroes them.
+func (d *Datapath) drainArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+	ncpu := d.ncpu(m)
+	idx := make([]uint32, batchSize)
+	vals := make([]slot, batchSize*ncpu)
+	var used []uint32
+	agg := make(map[flow.Key]*flow.Value)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, idx, vals, nil)
+		for i := 0; i < n; i++ {
+			filled := false
+			for c := 0; c < ncpu; c++ {
+				s := &vals[i*ncpu+c]
+				if s.State != slotReady {
+					continue
+				}
+				filled = true
+				if cur, ok := agg[s.Key]; ok {
+					cur.Add(&s.Val)
+				} else {
+					v := s.Val
+					agg[s.Key] = &v
+				}
+			}
+			if filled {
+				used = append(used, idx[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("drain flow store: %w", err)
+		}
+	}
+	for len(used) > 0 {
+		chunk := used[:min(len(used), batchSize)]
+		used = used[len(chunk):]
+		zero := make([]slot, len(chunk)*ncpu)
+		if _, err := m.BatchUpdate(chunk, zero, nil); err != nil {
+			return 0, fmt.Errorf("clear flow store: %w", err)
+		}
+	}
+	for k, v := range agg {
+		fn(&k, v)
+	}
+	return len(agg), nil
+}
+
+func (d *Datapath) ncpu(m *ebpf.Map) int {
+	switch m.Type() {
+	case ebpf.PerCPUHash, ebpf.LRUCPUHash, ebpf.PerCPUArray:
+		return d.cpus
+	}
+	return 1
+}
+
+// Peek hands fn every flow counted since the last Drain without removing
+// anything (the data plane keeps writing meanwhile).
+func (d *Datapath) Peek(fn func(k *flow.Key, v *flow.Value)) error {
+	if d.ring != nil {
+		d.ring.peek(fn)
+		return nil
+	}
+	agg := make(map[flow.Key]*flow.Value)
+	if err := readStore(d.stores[d.active], agg); err != nil {
+		return err
+	}
+	for k, v := range agg {
+		fn(&k, v)
+	}
+	return nil
+}
