@@ -336,3 +336,6 @@ func readCounters(m *ebpf.Map) (Counters, error) {
 
 // Counters reads the data plane's counters.
 func (d *Datapath) Counters() (Counters, error) { return readCounters(d.objs.Counters) }
+
+// XDP is the loaded XDP program (for BPF_PROG_TEST_RUN benchmarks).
+func (d *Datapath) XDP() *ebpf.Program { return d.objs.XflowXdp }

@@ -192,6 +192,7 @@ interfaces:
   - {name: %s, ingress: xdp, egress: tc, xdp_mode: native, tc_mode: %s}
 datapath: {map: percpu_hash, max_flows: 1024}
 pin_path: %s
+timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 `, p.NameA, mode, pin))
 			if got := attached(t, p); got != "" {
 				t.Fatalf("before: %s", got)
@@ -205,7 +206,9 @@ pin_path: %s
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			// Several drains happen meanwhile: the daemon still reports each
+			// flow's cumulative counts.
+			time.Sleep(500 * time.Millisecond)
 			flows := flowsJSON(t, p, pin, "--iface", p.NameA)
 			matched := 0
 			for id, c := range sent {

@@ -183,6 +183,9 @@ timeouts: {active: 1s, inactive: 500ms, scan_interval: 200ms}
 export:
   collectors:
     - {address: %s, protocol: ipfix, transport: udp}
+    # Collectors that are down must not hold up the one above.
+    - {address: 127.0.0.1:9, protocol: ipfix, transport: udp}
+    - {address: 127.0.0.1:9, protocol: ipfix, transport: tcp}
 `, p.NameA, kind, pin, coll.Addr()))
 			capt, err := testnet.Capture(p, p.NSA, p.NameA)
 			if err != nil {
