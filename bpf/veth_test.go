@@ -3,6 +3,8 @@ package bpf
 import (
 	"fmt"
 	"testing"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/xflow-net/xflow/flow"
@@ -11,11 +13,15 @@ import (
 
 // toExpect turns the data plane's flows into the test oracle's form, split
 // by direction; flows on another interface than ifindex are an error.
-func toExpect(t *testing.T, recs []flow.Record, ifindex int) (in, out testnet.Expect) {
+func toExpect(t *testing.T, recs []flow.Record, ifindex int, since uint64) (in, out testnet.Expect) {
 	t.Helper()
 	in, out = testnet.Expect{}, testnet.Expect{}
+	now := monoNow()
 	for _, r := range recs {
 		k := r.Key
+		if v := r.Value; v.FirstNs < since || v.FirstNs > v.LastNs || v.LastNs > now {
+			t.Errorf("flow %+v: first %d last %d, want within [%d, %d]", k, v.FirstNs, v.LastNs, since, now)
+		}
 		if int(k.IfIndex) != ifindex {
 			t.Errorf("flow %+v on ifindex %d, want %d", k, k.IfIndex, ifindex)
 		}
@@ -167,6 +173,7 @@ func TestKindsOnVeth(t *testing.T) {
 			if kind == KindRingbuf {
 				stopRing = drainRing(t, d)
 			}
+			since := monoNow()
 			capt, err := testnet.Capture(p, p.NSA, p.NameA)
 			if err != nil {
 				t.Fatal(err)
@@ -184,7 +191,7 @@ func TestKindsOnVeth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gotIn, gotOut := toExpect(t, recs, p.IfA)
+			gotIn, gotOut := toExpect(t, recs, p.IfA, since)
 
 			// The oracle itself agrees with what was sent.
 			expectEqual(t, "capture vs sent (ingress)", tr.in, capIn)
@@ -239,4 +246,11 @@ func portless(got, want testnet.Expect, dir uint16) testnet.Expect {
 		out.Add(id, c)
 	}
 	return out
+}
+
+// monoNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monoNow() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }

@@ -67,6 +67,12 @@ static __always_inline void value_add(struct flow_value *v, struct pkt *p,
 		if ((v->tcp_flags & p->tcp_flags) != p->tcp_flags)
 			__sync_fetch_and_or(&v->tcp_flags, p->tcp_flags);
 	} else {
+		/* A per-CPU hash entry is created by one CPU: the other CPUs'
+		 * values start zeroed, and their first packet starts them. */
+		if (v->packets == 0) {
+			v->first_ns = bpf_ktime_get_ns();
+			v->tos = p->tos;
+		}
 		v->packets += packets;
 		v->bytes += bytes;
 		v->tcp_flags |= p->tcp_flags;

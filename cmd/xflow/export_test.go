@@ -24,15 +24,20 @@ type recordSink struct {
 	in, out testnet.Expect
 	reasons map[uint8]int
 	n       int
+	start   time.Time
+	badTime []collector.Record // start/end outside the test, or end before start
 }
 
 func newRecordSink() *recordSink {
-	return &recordSink{in: testnet.Expect{}, out: testnet.Expect{}, reasons: map[uint8]int{}}
+	return &recordSink{in: testnet.Expect{}, out: testnet.Expect{}, reasons: map[uint8]int{}, start: time.Now()}
 }
 
 func (s *recordSink) add(r collector.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if now := uint64(time.Now().UnixMilli()); r.Start < uint64(s.start.UnixMilli()) || r.End < r.Start || r.End > now {
+		s.badTime = append(s.badTime, r)
+	}
 	id := testnet.FlowID{Src: netip.MustParseAddr(r.Src), Dst: netip.MustParseAddr(r.Dst),
 		SrcPort: r.SrcPort, DstPort: r.DstPort, Proto: r.Proto, VLAN: r.VLAN}
 	e := s.in
@@ -232,6 +237,9 @@ export:
 				if _, extra := testnet.Diff(e.got, e.want); len(extra) > 0 {
 					t.Errorf("exported %s flows the capture never saw: %v", e.name, extra)
 				}
+			}
+			if len(sink.badTime) > 0 {
+				t.Errorf("%d records with times outside the test or ending before they start, e.g. %+v", len(sink.badTime), sink.badTime[0])
 			}
 			st := coll.Stats()
 			if st.SequenceGaps != 0 || st.DecodeErrors != 0 || st.MissingTemplate != 0 {
