@@ -47,6 +47,8 @@ demo: need-root deps build
 
 bench: need-root build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./exporter
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./exporter/ipfix
 
 clean:
 	rm -rf bin
