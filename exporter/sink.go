@@ -10,16 +10,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/exporter/transport"
 	"github.com/xflow-net/xflow/flow"
 )
 
 // Encoder turns records into one protocol's messages for one transport
-// session (ipfix.Encoder; NetFlow encoders later).
+// session (ipfix.Encoder, netflow9.Encoder, netflow5.Encoder).
 type Encoder interface {
 	Reset()
-	Templates(now time.Time, st ipfix.Stats, ifaces []flow.Interface, send func(msg []byte) error) error
+	Templates(now time.Time, st flow.ExportTotals, ifaces []flow.Interface, send func(msg []byte) error) error
 	Encode(now time.Time, recs []flow.Export, send func(msg []byte) error) error
 	// Sent counts the flow records in messages that send accepted since
 	// Reset (what went out of a failed Encode).
@@ -139,8 +138,8 @@ func (c *Collector) Stats() CollectorStats {
 	}
 }
 
-func (c *Collector) ipfixStats() ipfix.Stats {
-	return ipfix.Stats{Messages: c.messages.Load(), Records: c.records.Load(), Octets: c.octets.Load()}
+func (c *Collector) totals() flow.ExportTotals {
+	return flow.ExportTotals{Messages: c.messages.Load(), Records: c.records.Load(), Octets: c.octets.Load()}
 }
 
 // runUDP sends templates first and every TemplateRefresh, and data as it
@@ -163,7 +162,7 @@ func (c *Collector) runUDP(ctx context.Context, conn transport.Conn) {
 		return nil
 	}
 	templates := func() {
-		if err := c.o.Encoder.Templates(time.Now(), c.ipfixStats(), c.o.Interfaces, send); err != nil {
+		if err := c.o.Encoder.Templates(time.Now(), c.totals(), c.o.Interfaces, send); err != nil {
 			c.log.Error("encode templates", "err", err)
 		}
 	}
@@ -263,7 +262,7 @@ func (c *Collector) runTCP(ctx context.Context) {
 		st, backoff = s, minBackoff
 		c.connects.Add(1)
 		c.o.Encoder.Reset()
-		if err := c.o.Encoder.Templates(time.Now(), c.ipfixStats(), c.o.Interfaces, send); err != nil {
+		if err := c.o.Encoder.Templates(time.Now(), c.totals(), c.o.Interfaces, send); err != nil {
 			drop(err)
 			return
 		}

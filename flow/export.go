@@ -46,3 +46,12 @@ type Interface struct {
 	Index uint32
 	Name  string
 }
+
+// ExportTotals are what an exporting process sent to one collector so far
+// (IPFIX exportedMessageTotalCount 41, exportedFlowRecordTotalCount 42,
+// exportedOctetTotalCount 40).
+type ExportTotals struct {
+	Messages uint64
+	Records  uint64
+	Octets   uint64
+}

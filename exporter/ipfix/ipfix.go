@@ -96,11 +96,7 @@ type Options struct {
 
 // Stats are the exporting process's statistics, sent in the options record
 // of template 258.
-type Stats struct {
-	Messages uint64 // exportedMessageTotalCount (41)
-	Records  uint64 // exportedFlowRecordTotalCount (42)
-	Octets   uint64 // exportedOctetTotalCount (40)
-}
+type Stats = flow.ExportTotals
 
 // ErrMTU is returned (wrapped) when a record cannot fit in a message of
 // Options.MTU bytes. Nothing is sent then.
