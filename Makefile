@@ -1,10 +1,12 @@
 # xflow — see README.md. `make demo` and `make test` need root.
 GO      ?= go
+# Go and the tools `go install` puts in ~/go/bin, wherever PATH lacks them.
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 BIN     := bin/xflow
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build generate test vet fuzz demo bench clean need-root deps check-generated
+.PHONY: all build generate test vet fuzz demo bench clean need-root deps test-deps check-generated
 
 all: build
 
@@ -23,16 +25,21 @@ check-generated: generate
 need-root:
 	@[ "$$(id -u)" = 0 ] || { echo "run as root, e.g. sudo make $(MAKECMDGOALS)"; exit 1; }
 
-# Debian packages the tests and the demo use.
+# What the demo uses (Debian packages).
 deps: need-root
 	@./scripts/deps.sh
+
+# What the tests use: the above, plus the interop suite's collectors
+# (nfdump, tshark, goflow2).
+test-deps: need-root
+	@./scripts/deps.sh interop
 
 vet:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
 
-test: need-root deps vet
+test: need-root test-deps vet
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 

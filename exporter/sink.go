@@ -44,6 +44,7 @@ type CollectorStats struct {
 	Messages, Records, Octets uint64 // sent (TCP: records acknowledged by the collector or still in flight)
 	SendErrors                uint64 // messages that failed to send
 	DroppedRecords            uint64 // records never delivered: queue full, left at shutdown, or lost with a TCP connection (not acknowledged)
+	Unexportable              uint64 // records the protocol cannot carry (IPv6 to NetFlow v5)
 	Connects, Disconnects     uint64 // TCP
 	Queued                    int64  // records waiting
 }
@@ -60,6 +61,7 @@ type Collector struct {
 	queued                                       atomic.Int64
 	messages, records, octets, sendErrs, dropped atomic.Uint64
 	connects, disconnects                        atomic.Uint64
+	unexportable                                 atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -133,7 +135,7 @@ func (c *Collector) Close(ctx context.Context) error {
 func (c *Collector) Stats() CollectorStats {
 	return CollectorStats{
 		Messages: c.messages.Load(), Records: c.records.Load(), Octets: c.octets.Load(),
-		SendErrors: c.sendErrs.Load(), DroppedRecords: c.dropped.Load(),
+		SendErrors: c.sendErrs.Load(), DroppedRecords: c.dropped.Load(), Unexportable: c.unexportable.Load(),
 		Connects: c.connects.Load(), Disconnects: c.disconnects.Load(), Queued: c.queued.Load(),
 	}
 }
@@ -180,14 +182,32 @@ func (c *Collector) runUDP(ctx context.Context, conn transport.Conn) {
 				return
 			}
 			c.queued.Add(-int64(len(batch)))
-			if err := c.o.Encoder.Encode(time.Now(), batch, send); err != nil {
-				c.dropped.Add(uint64(len(batch)))
+			before := c.o.Encoder.Sent()
+			err := c.o.Encoder.Encode(time.Now(), batch, send)
+			sent := c.o.Encoder.Sent() - before
+			c.records.Add(sent)
+			c.dropped.Add(uint64(len(batch)) - sent - c.skipped())
+			if err != nil {
 				c.log.Error("encode", "err", err)
-				continue
 			}
-			c.records.Add(uint64(len(batch)))
 		}
 	}
+}
+
+// skipped takes the count of records the encoder skipped since the last
+// call because its protocol cannot carry them (NetFlow v5: IPv6), logging
+// the first time.
+func (c *Collector) skipped() uint64 {
+	u, ok := c.o.Encoder.(interface{ Unexportable() uint64 })
+	if !ok {
+		return 0
+	}
+	total := u.Unexportable()
+	prev := c.unexportable.Swap(total)
+	if prev == 0 && total > 0 {
+		c.log.Warn("this collector's protocol cannot carry some flows (NetFlow v5: IPv6); they are counted, not sent", "records", total)
+	}
+	return total - prev
 }
 
 // TCP session timing.
@@ -287,7 +307,7 @@ func (c *Collector) runTCP(ctx context.Context) {
 			n   int
 		}{st.Written(), sent})
 		c.records.Add(uint64(sent))
-		c.dropped.Add(uint64(n - sent)) // never written
+		c.dropped.Add(uint64(n-sent) - c.skipped()) // never written
 		c.queued.Add(-int64(n))
 		pending = pending[:0]
 		if err != nil {

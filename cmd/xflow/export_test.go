@@ -51,11 +51,19 @@ func (s *recordSink) add(r collector.Record) {
 
 // listenCollector starts an in-process IPFIX collector inside side A's
 // namespace (sockets keep the namespace they were made in).
-func listenCollector(t *testing.T, p *testnet.Pair, listen string, sink *recordSink) *collector.Collector {
+func listenCollector(t *testing.T, p *testnet.Pair, listen string, sink *recordSink, also ...func(collector.Record)) *collector.Collector {
 	t.Helper()
 	var c *collector.Collector
+	on := func(r collector.Record) {
+		if sink != nil {
+			sink.add(r)
+		}
+		for _, f := range also {
+			f(r)
+		}
+	}
 	err := p.Do(p.NSA, func() (err error) {
-		c, err = collector.Listen(t.Context(), collector.Options{Listen: listen, OnRecord: sink.add})
+		c, err = collector.Listen(t.Context(), collector.Options{Listen: listen, OnRecord: on})
 		return err
 	})
 	if err != nil {

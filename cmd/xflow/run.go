@@ -11,11 +11,14 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
+	"github.com/xflow-net/xflow/exporter/netflow5"
+	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -113,14 +116,23 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 			cancel()
 		}
 	}()
+	boot := bootTime()
 	for _, cc := range cfg.Export.Collectors {
-		if cc.Protocol != "ipfix" {
-			return usageErr(fmt.Errorf("collector %s: protocol %s is not implemented yet", cc.Address, cc.Protocol))
+		var enc exporter.Encoder
+		switch cc.Protocol {
+		case "ipfix":
+			enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
+		case "netflow9":
+			enc = netflow9.NewEncoder(netflow9.Options{SourceID: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU, Boot: boot})
+		case "netflow5":
+			enc = netflow5.NewEncoder(netflow5.Options{EngineID: uint8(cfg.Export.ObservationDomain), MTU: cfg.Export.MTU, Boot: boot})
+		default:
+			return usageErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
 		}
 		c, err := exporter.NewCollector(exporter.CollectorOptions{
 			Address:         cc.Address,
 			Transport:       cc.Transport,
-			Encoder:         ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU}),
+			Encoder:         enc,
 			TemplateRefresh: cfg.Export.TemplateRefresh,
 			Interfaces:      ifaces,
 			Logger:          log,
@@ -168,7 +180,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		cc := cfg.Export.Collectors[i]
 		log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
 			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
-			"dropped_records", cs.DroppedRecords, "send_errors", cs.SendErrors,
+			"dropped_records", cs.DroppedRecords, "unexportable_records", cs.Unexportable, "send_errors", cs.SendErrors,
 			"connects", cs.Connects, "disconnects", cs.Disconnects)
 	}
 	collectors = nil
@@ -180,4 +192,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	log.Info("exported", "records", st.Records[1]+st.Records[2]+st.Records[3]+st.Records[4]+st.Records[5],
 		"idle", st.Records[1], "active", st.Records[2], "end", st.Records[3], "forced", st.Records[4], "resources", st.Records[5])
 	return errors.Join(runErr, derr, serr)
+}
+
+// bootTime is when the system booted: the zero of CLOCK_MONOTONIC, which the
+// data plane's timestamps count from, and NetFlow's sysUpTime.
+func bootTime() time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now()
+	}
+	return time.Now().Add(-time.Duration(ts.Nano()))
 }
