@@ -262,7 +262,12 @@ export:
 		}
 		want = v4
 	}
-	t.Logf("%s/%s: %d records in (%d flows sent by construction)", proto, transport, len(want), len(sent))
+	var wp, wb uint64
+	for _, f := range want {
+		wp, wb = wp+f.Packets, wb+f.Bytes
+	}
+	t.Logf("%s/%s: %d records went in: %d packets, %d bytes (%d flows, %v, known by construction, all matched)",
+		proto, transport, len(want), wp, wb, len(sent), sent.Total())
 	hasVLAN := proto != "netflow5" // v5 records have no VLAN
 
 	if transport == "udp" {
@@ -422,7 +427,11 @@ func compareFlows(t *testing.T, who string, want, got []iflow, vlan bool) {
 		t.Errorf("%s: %d disagreements in all", who, errs)
 	}
 	if errs == 0 {
-		t.Logf("%s: all %d records agree", who, len(want))
+		var pk, by uint64
+		for _, f := range got {
+			pk, by = pk+f.Packets, by+f.Bytes
+		}
+		t.Logf("%s: all %d records agree: %d packets, %d bytes", who, len(got), pk, by)
 	}
 }
 
