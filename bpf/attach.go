@@ -36,16 +36,18 @@ type Attachment struct {
 }
 
 // Attach attaches the programs to h.Iface. On error nothing stays attached.
-func (d *Datapath) Attach(h Hooks) (a *Attachment, err error) {
+func (d *Datapath) Attach(h Hooks) (_ *Attachment, err error) {
 	l, err := netlink.LinkByName(h.Iface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", h.Iface, err)
 	}
-	a = &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index}
+	if err := checkEthernet(l); err != nil {
+		return nil, err
+	}
+	a := &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index}
 	defer func() {
 		if err != nil {
 			a.Detach()
-			a = nil
 		}
 	}()
 	switch h.Ingress {
@@ -71,6 +73,18 @@ func (d *Datapath) Attach(h Hooks) (a *Attachment, err error) {
 		return nil, fmt.Errorf("interface %s: egress %q: want tc or none", h.Iface, h.Egress)
 	}
 	return a, nil
+}
+
+// checkEthernet refuses interfaces whose frames do not start with an
+// Ethernet header (tun, WireGuard, PPP, ...): the parser reads Ethernet.
+// Loopback's frames carry a (zeroed) Ethernet header.
+func checkEthernet(l netlink.Link) error {
+	switch t := l.Attrs().EncapType; t {
+	case "ether", "loopback", "":
+		return nil
+	default:
+		return fmt.Errorf("interface %s: link type %s: xflow parses Ethernet frames only", l.Attrs().Name, t)
+	}
 }
 
 func (a *Attachment) attachXDP(prog *ebpf.Program, mode string) error {

@@ -334,8 +334,14 @@ func readCounters(m *ebpf.Map) (Counters, error) {
 	return c, nil
 }
 
-// Counters reads the data plane's counters.
-func (d *Datapath) Counters() (Counters, error) { return readCounters(d.objs.Counters) }
+// Counters reads the data plane's counters. For the ringbuf kind,
+// MissedPackets also holds the packets whose flow found no room in the
+// consumer's aggregate.
+func (d *Datapath) Counters() (Counters, error) {
+	c, err := readCounters(d.objs.Counters)
+	c.MissedPackets += d.RingDropped()
+	return c, err
+}
 
 // XDP is the loaded XDP program (for BPF_PROG_TEST_RUN benchmarks).
 func (d *Datapath) XDP() *ebpf.Program { return d.objs.XflowXdp }

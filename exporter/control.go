@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"context"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -25,33 +24,41 @@ func ControlSocket(pinPath string) string {
 	return filepath.Join(ControlDir, name+".sock")
 }
 
-// ServeControl answers `xflow flows` on a unix socket (mode 0600) until ctx
-// ends: each connection gets the live flows with cumulative counts, gob
-// encoded, and is closed.
-func ServeControl(ctx context.Context, path string, e *Exporter, log *slog.Logger) error {
+// DaemonAnswers says whether a live daemon answers on the control socket.
+func DaemonAnswers(path string) bool {
+	c, err := net.DialTimeout("unix", path, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// ServeControl answers `xflow flows` on a unix socket (mode 0600) until
+// stop is called: each connection gets the live flows with cumulative
+// counts, gob encoded, and is closed. stop removes the socket.
+func ServeControl(path string, e *Exporter, log *slog.Logger) (stop func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	// A socket file left by a daemon that died is in the way; one that a
 	// live daemon answers on is not ours to take.
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return fmt.Errorf("control socket %s: another xflow daemon answers there (same pin_path?)", path)
+	if DaemonAnswers(path) {
+		return nil, fmt.Errorf("control socket %s: another xflow daemon answers there (same pin_path?)", path)
 	}
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	go func() {
-		<-ctx.Done()
+	stop = func() {
 		l.Close()
 		os.Remove(path)
-	}()
+	}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -72,7 +79,7 @@ func ServeControl(ctx context.Context, path string, e *Exporter, log *slog.Logge
 			}()
 		}
 	}()
-	return nil
+	return stop, nil
 }
 
 // ErrNoDaemon says no daemon answers on the control socket.

@@ -143,6 +143,11 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 		pressure = true
 	}
 	e.lastInserts = cnt.Inserts
+	// A store nearly full within one scan interval: drain more often
+	// before it overflows.
+	if e.opts.MaxFlows > 0 && float64(n) >= highWater*float64(e.opts.MaxFlows) {
+		pressure = true
+	}
 	if cnt.MissedPackets > e.lastMissed {
 		missed := cnt.MissedPackets - e.lastMissed
 		e.lastMissed = cnt.MissedPackets

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xflow-net/xflow/exporter/transport"
@@ -78,6 +80,11 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	}
 	if o.Transport != "udp" && o.Transport != "tcp" {
 		return nil, fmt.Errorf("collector %s: transport %q: want udp or tcp", o.Address, o.Transport)
+	}
+	// Resolve now: a collector that cannot be named is a start-up error,
+	// before anything is loaded or attached.
+	if _, err := net.ResolveUDPAddr("udp", o.Address); err != nil {
+		return nil, fmt.Errorf("collector %s: %w", o.Address, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Collector{o: o, log: o.Logger.With("collector", o.Address, "transport", o.Transport),
@@ -151,13 +158,19 @@ func (c *Collector) runUDP(ctx context.Context, conn transport.Conn) {
 	defer conn.Close()
 	var lastErrLog time.Time
 	send := func(msg []byte) error {
-		if err := conn.Send(msg); err != nil {
+		err := conn.Send(msg)
+		if err != nil {
 			c.sendErrs.Add(1)
 			if time.Since(lastErrLog) > 10*time.Second {
 				c.log.Warn("send failed", "err", err)
 				lastErrLog = time.Now()
 			}
-			return nil // UDP: the next message may well go through
+			// A port unreachable reported for an earlier datagram: this
+			// one went out. Anything else: it did not, and the rest of
+			// the batch is dropped (and counted).
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return err
+			}
 		}
 		c.messages.Add(1)
 		c.octets.Add(uint64(len(msg)))
@@ -187,8 +200,9 @@ func (c *Collector) runUDP(ctx context.Context, conn transport.Conn) {
 			sent := c.o.Encoder.Sent() - before
 			c.records.Add(sent)
 			c.dropped.Add(uint64(len(batch)) - sent - c.skipped())
-			if err != nil {
-				c.log.Error("encode", "err", err)
+			if err != nil && time.Since(lastErrLog) > 10*time.Second {
+				c.log.Warn("records dropped", "err", err)
+				lastErrLog = time.Now()
 			}
 		}
 	}

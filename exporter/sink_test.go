@@ -38,7 +38,11 @@ func TestUDPTemplateRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Enqueue(testRecords(50))
-	time.Sleep(550 * time.Millisecond)
+	// The first templates and at least four refreshes (4 template records
+	// each: 2 templates, 2 options templates), however loaded the machine.
+	for end := time.Now().Add(5 * time.Second); coll.Stats().TemplateRecords < 5*4 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	c.Enqueue(testRecords(20))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -47,8 +51,6 @@ func TestUDPTemplateRefresh(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	st := coll.Stats()
-	// 4 template records per sending (2 templates, 2 options templates):
-	// the first and at least four refreshes.
 	if st.TemplateRecords < 5*4 {
 		t.Errorf("template records %d, want >= 20 (refreshed every 100 ms)", st.TemplateRecords)
 	}

@@ -335,3 +335,73 @@ func TestRunBadInput(t *testing.T) {
 		})
 	}
 }
+
+// runExit runs `xflow run` in side A's namespace to its end and returns
+// its exit status and output.
+func runExit(t *testing.T, p *testnet.Pair, cfg string) (int, string) {
+	t.Helper()
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+p.NSNameA, xflowBin, "run", "-c", cfg)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// TestRunStartFailures: an interface that cannot take the programs (no
+// native XDP on lo; a tun device without Ethernet headers) or a collector
+// that cannot be named fails the start with an error naming it, leaves
+// nothing attached to the other interfaces and no pins; and a second
+// daemon on the same pin path is refused without touching the first.
+func TestRunStartFailures(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xf")
+	if err := p.Do(p.NSA, func() error {
+		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "xtun0"}, Mode: netlink.TUNTAP_MODE_TUN})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pin := pinDir(t)
+	for _, c := range []struct{ name, extra, want string }{
+		{"no native XDP", "  - {name: lo, ingress: xdp, egress: none, xdp_mode: native}\n", "interface lo: attach XDP (native)"},
+		{"not Ethernet", "  - {name: xtun0, ingress: tc, egress: tc}\n", "interface xtun0: link type none"},
+		{"unknown collector host", "export:\n  collectors:\n    - {address: 'no-such-host.invalid:4739'}\n", "collector no-such-host.invalid:4739"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := fmt.Sprintf("pin_path: %s\ninterfaces:\n  - {name: %s, ingress: xdp, egress: tc, tc_mode: clsact}\n", pin, p.NameA) + c.extra
+			code, out := runExit(t, p, writeConfig(t, body))
+			if code == 0 || !strings.Contains(out, c.want) || strings.Contains(out, "panic") {
+				t.Fatalf("exit %d, want non-zero with %q:\n%s", code, c.want, out)
+			}
+			if got := attached(t, p); got != "" {
+				t.Errorf("left attached: %q", got)
+			}
+			if entries, _ := os.ReadDir(pin); len(entries) != 0 {
+				t.Errorf("left pinned: %v", entries)
+			}
+		})
+	}
+
+	t.Run("second daemon", func(t *testing.T) {
+		cfg := writeConfig(t, fmt.Sprintf("pin_path: %s\ninterfaces:\n  - {name: %s, ingress: xdp, egress: tc, tc_mode: clsact}\n", pin, p.NameA))
+		d := startDaemon(t, p, cfg)
+		before := attached(t, p)
+		code, out := runExit(t, p, cfg)
+		if code == 0 || !strings.Contains(out, "already runs") {
+			t.Fatalf("second daemon: exit %d:\n%s", code, out)
+		}
+		if got := attached(t, p); got != before {
+			t.Errorf("the first daemon's attachments changed: %q, was %q", got, before)
+		}
+		if err := d.stop(t, syscall.SIGTERM); err != nil {
+			t.Fatalf("first daemon: %v\n%s", err, d.stderr)
+		}
+		if got := attached(t, p); got != "" {
+			t.Errorf("after SIGTERM: %q", got)
+		}
+	})
+}

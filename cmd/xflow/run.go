@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os/signal"
 	"syscall"
 	"time"
@@ -53,59 +54,23 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	if err != nil {
 		return usageErr(err)
 	}
-	for _, ifc := range cfg.Interfaces {
-		removed, err := bpf.CleanStale(ifc.Name)
-		if err != nil {
-			return err
-		}
-		for _, r := range removed {
-			log.Info("removed stale attachment", "iface", ifc.Name, "what", r)
-		}
+	// A daemon already running on this pin path owns its attachments and
+	// pins: touch nothing.
+	sock := exporter.ControlSocket(cfg.PinPath)
+	if exporter.DaemonAnswers(sock) {
+		return fmt.Errorf("an xflow daemon already runs with pin_path %s (its control socket %s answers)", cfg.PinPath, sock)
 	}
-	dp, err := bpf.Load(bpf.Options{
-		Kind:     kind,
-		MaxFlows: uint32(cfg.Datapath.MaxFlows),
-		RingSize: uint32(cfg.Datapath.RingSize),
-		PinPath:  cfg.PinPath,
-	})
-	if err != nil {
-		return err
-	}
-	defer dp.Close()
-
-	var atts []*bpf.Attachment
-	detach := func() error {
-		var errs []error
-		for _, a := range atts {
-			errs = append(errs, a.Detach())
-		}
-		atts = nil
-		return errors.Join(errs...)
-	}
-	defer func() {
-		if derr := detach(); derr != nil {
-			err = errors.Join(err, derr)
-		}
-	}()
 	var ifaces []flow.Interface
 	for _, ifc := range cfg.Interfaces {
-		a, err := dp.Attach(bpf.Hooks{Iface: ifc.Name, Ingress: ifc.Ingress, Egress: ifc.Egress,
-			XDPMode: ifc.XDPMode, TCMode: ifc.TCMode})
+		ni, err := net.InterfaceByName(ifc.Name)
 		if err != nil {
-			detach()
-			if uerr := dp.Unpin(); uerr != nil {
-				log.Warn("remove pins", "err", uerr)
-			}
-			return err
+			return usageErr(fmt.Errorf("interface %s: %w", ifc.Name, err))
 		}
-		atts = append(atts, a)
-		ifaces = append(ifaces, flow.Interface{Index: uint32(a.Ifindex), Name: ifc.Name})
-		log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Desc)
-		if ifc.Ingress == "xdp" && len(a.Desc) > 0 && a.Desc[0] == "xdp/generic" {
-			log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
-		}
+		ifaces = append(ifaces, flow.Interface{Index: uint32(ni.Index), Name: ifc.Name})
 	}
 
+	// Collectors first: one that cannot be named stops the start before
+	// anything is loaded or attached.
 	var sinks []exporter.Sink
 	var collectors []*exporter.Collector
 	defer func() {
@@ -144,6 +109,63 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		sinks = append(sinks, c)
 		log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
 	}
+
+	for _, ifc := range cfg.Interfaces {
+		removed, err := bpf.CleanStale(ifc.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range removed {
+			log.Info("removed stale attachment", "iface", ifc.Name, "what", r)
+		}
+	}
+	dp, err := bpf.Load(bpf.Options{
+		Kind:     kind,
+		MaxFlows: uint32(cfg.Datapath.MaxFlows),
+		RingSize: uint32(cfg.Datapath.RingSize),
+		PinPath:  cfg.PinPath,
+	})
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	started := false
+	defer func() {
+		// A start that failed leaves no pins behind.
+		if !started {
+			if uerr := dp.Unpin(); uerr != nil {
+				log.Warn("remove pins", "err", uerr)
+			}
+		}
+	}()
+
+	var atts []*bpf.Attachment
+	detach := func() error {
+		var errs []error
+		for _, a := range atts {
+			errs = append(errs, a.Detach())
+		}
+		atts = nil
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if derr := detach(); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}()
+	for _, ifc := range cfg.Interfaces {
+		a, err := dp.Attach(bpf.Hooks{Iface: ifc.Name, Ingress: ifc.Ingress, Egress: ifc.Egress,
+			XDPMode: ifc.XDPMode, TCMode: ifc.TCMode})
+		if err != nil {
+			return err
+		}
+		atts = append(atts, a)
+		log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Desc)
+		if ifc.Ingress == "xdp" && len(a.Desc) > 0 && a.Desc[0] == "xdp/generic" {
+			log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
+		}
+	}
+
 	exp := exporter.New(dp, sinks, exporter.Options{
 		Timeouts:     exporter.Timeouts{Active: cfg.Timeouts.Active, Inactive: cfg.Timeouts.Inactive},
 		ScanInterval: cfg.Timeouts.ScanInterval,
@@ -151,12 +173,12 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		LRU:          kind == bpf.KindLRUHash || kind == bpf.KindLRUPerCPUHash,
 		Logger:       log,
 	})
-	ctlCtx, ctlStop := context.WithCancel(context.Background())
-	defer ctlStop()
-	sock := exporter.ControlSocket(cfg.PinPath)
-	if err := exporter.ServeControl(ctlCtx, sock, exp, log); err != nil {
+	ctlStop, err := exporter.ServeControl(sock, exp, log)
+	if err != nil {
 		return err
 	}
+	defer ctlStop()
+	started = true
 
 	// The ring consumer (ringbuf kind) runs until the programs are detached.
 	ringCtx, ringStop := context.WithCancel(context.Background())
@@ -187,7 +209,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	st := exp.Stats()
 	if c, err := dp.Counters(); err == nil {
 		log.Info("data plane counters", "non_ip", c.NonIP, "truncated", c.Truncated,
-			"malformed", c.Malformed, "missed_packets", c.MissedPackets)
+			"malformed", c.Malformed, "missed_packets", c.MissedPackets, "lru_evicted_flows", st.Evicted)
 	}
 	log.Info("exported", "records", st.Records[1]+st.Records[2]+st.Records[3]+st.Records[4]+st.Records[5],
 		"idle", st.Records[1], "active", st.Records[2], "end", st.Records[3], "forced", st.Records[4], "resources", st.Records[5])
