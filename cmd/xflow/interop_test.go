@@ -180,6 +180,9 @@ func interop(t *testing.T, proto, transport string) {
 	tshark := startPeer(t, p, "tshark", "tshark", "-i", "lo", "-f",
 		fmt.Sprintf("udp port %d or tcp port %d", peerPort, peerPort), "-w", capFile)
 	waitFor(t, 20*time.Second, "tshark capturing", func() bool { return strings.Contains(tshark.output(), "Capturing on") })
+	// dumpcap says so a moment before its filter is in place; the daemon's
+	// first message (the templates, which tshark needs) must not be missed.
+	time.Sleep(1500 * time.Millisecond)
 
 	collectors := fmt.Sprintf("    - {address: %s, protocol: ipfix, transport: udp}\n", truth.Addr())
 	collectors += fmt.Sprintf("    - {address: 127.0.0.1:%d, protocol: %s, transport: %s}\n", peerPort, proto, transport)
