@@ -25,6 +25,7 @@ type Config struct {
 	Timeouts   Timeouts
 	Export     Export
 	Log        Log
+	Metrics    Metrics
 
 	// file and lines remember where each setting came from so that
 	// validation errors detected after parsing can still be positioned.
@@ -70,6 +71,15 @@ type Collector struct {
 	Protocol  string // ipfix, netflow9 or netflow5
 	Transport string // udp or tcp
 }
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen string // host:port serving /metrics; "" disables it
+}
+
+// DefaultMetricsListen is where /metrics is served unless configured:
+// loopback only.
+const DefaultMetricsListen = "127.0.0.1:9180"
 
 // Log configures logging.
 type Log struct {
@@ -142,6 +152,7 @@ func Default() *Config {
 			Level:  defaultLogLevel,
 			Format: defaultLogFormat,
 		},
+		Metrics: Metrics{Listen: DefaultMetricsListen},
 	}
 }
 

@@ -250,6 +250,9 @@ func (d *decoder) decodeConfig(root *yaml.Node, c *Config) error {
 		{"timeouts", func(e entry) error { return d.decodeTimeouts(e, &c.Timeouts) }},
 		{"export", func(e entry) error { return d.decodeExport(e, &c.Export) }},
 		{"log", func(e entry) error { return d.decodeLog(e, &c.Log) }},
+		{"metrics", func(e entry) error {
+			return d.mapping(e, []field{{"listen", d.stringField(&c.Metrics.Listen)}})
+		}},
 	})
 }
 

@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 		c.validateTimeouts,
 		c.validateExport,
 		c.validateLog,
+		c.validateMetrics,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -270,6 +271,16 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
+}
+
+func (c *Config) validateMetrics() *Error {
+	if c.Metrics.Listen == "" {
+		return nil // disabled
+	}
+	if msg := checkAddress(c.Metrics.Listen); msg != "" {
+		return c.errorf("metrics.listen", "%s", msg)
+	}
+	return nil
 }
 
 func (c *Config) validateLog() *Error {

@@ -37,8 +37,19 @@ type Options struct {
 	ScanInterval time.Duration
 	MaxFlows     int  // flows kept in user space before the oldest end early
 	LRU          bool // the store is an LRU hash: count its evictions
-	Logger       *slog.Logger
+	// OnDrain, if set, is called after every drain with its duration.
+	OnDrain func(time.Duration)
+	Logger  *slog.Logger
 }
+
+// IfDir is an interface and direction.
+type IfDir struct {
+	IfIndex   uint32
+	Direction flow.Direction
+}
+
+// Count is packets and bytes.
+type Count struct{ Packets, Bytes uint64 }
 
 // Stats are the exporter's running totals.
 type Stats struct {
@@ -47,9 +58,12 @@ type Stats struct {
 	Records        [6]uint64
 	ActiveFlows    int
 	LastDrain      time.Duration
-	MissedPackets  uint64 // the data plane's store was full
-	Evicted        uint64 // LRU kinds: entries the kernel evicted (their counts are lost)
-	PressureEvents uint64 // scans that ended flows early
+	LastDrained    int           // entries in the last drain (the store's fill)
+	LastLag        time.Duration // the last scan's longest wait from a flow's end to its record's export
+	MissedPackets  uint64        // the data plane's store was full
+	Evicted        uint64        // LRU kinds: entries the kernel evicted (their counts are lost)
+	PressureEvents uint64        // scans that ended flows early
+	Seen           map[IfDir]Count
 }
 
 // Exporter runs the export loop.
@@ -77,6 +91,7 @@ func New(src Source, sinks []Sink, o Options) *Exporter {
 		o.Timeouts.FinGrace = min(time.Second, o.Timeouts.Inactive)
 	}
 	e := &Exporter{src: src, sinks: sinks, opts: o, log: o.Logger, tab: newTable(o.MaxFlows), lru: o.LRU}
+	e.stats.Seen = make(map[IfDir]Count)
 	if c, err := src.Counters(); err == nil {
 		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
 	}
@@ -122,11 +137,15 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	defer e.mu.Unlock()
 	c := now()
 	start := time.Now()
-	n, err := e.src.Drain(e.tab.add)
+	n, err := e.src.Drain(e.add)
 	if err != nil {
 		return false, fmt.Errorf("drain: %w", err)
 	}
 	e.stats.LastDrain = time.Since(start)
+	e.stats.LastDrained = n
+	if e.opts.OnDrain != nil {
+		e.opts.OnDrain(e.stats.LastDrain)
+	}
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
 	cnt, err := e.src.Counters()
@@ -163,10 +182,26 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 		e.stats.PressureEvents++
 		e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
 	}
+	e.stats.LastLag = 0
+	for i := range out {
+		if lag := time.Duration(int64(c.wallNow/1e6)-int64(out[i].EndMs)) * time.Millisecond; lag > e.stats.LastLag {
+			e.stats.LastLag = lag
+		}
+	}
 	e.send(out)
 	e.out = out[:0]
 	e.stats.ActiveFlows = len(e.tab.flows)
 	return pressure, nil
+}
+
+// add takes one drained flow into the table and the per-interface totals.
+func (e *Exporter) add(k *flow.Key, v *flow.Value) {
+	e.tab.add(k, v)
+	id := IfDir{k.IfIndex, k.Direction}
+	c := e.stats.Seen[id]
+	c.Packets += v.Packets
+	c.Bytes += v.Bytes
+	e.stats.Seen[id] = c
 }
 
 func (e *Exporter) send(recs []flow.Export) {
@@ -187,7 +222,7 @@ func (e *Exporter) send(recs []flow.Export) {
 func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	c := now()
-	_, err := e.src.Drain(e.tab.add)
+	_, err := e.src.Drain(e.add)
 	out := e.tab.flush(c, flow.ForcedEnd, e.out[:0])
 	e.send(out)
 	e.stats.ActiveFlows = 0
@@ -232,5 +267,10 @@ func (e *Exporter) Snapshot() ([]flow.Record, error) {
 func (e *Exporter) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.stats
+	st := e.stats
+	st.Seen = make(map[IfDir]Count, len(e.stats.Seen))
+	for k, v := range e.stats.Seen {
+		st.Seen[k] = v
+	}
+	return st
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/xflow-net/xflow/exporter/netflow5"
 	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/metrics"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -166,13 +167,34 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		}
 	}
 
+	var met *metrics.Metrics
 	exp := exporter.New(dp, sinks, exporter.Options{
 		Timeouts:     exporter.Timeouts{Active: cfg.Timeouts.Active, Inactive: cfg.Timeouts.Inactive},
 		ScanInterval: cfg.Timeouts.ScanInterval,
 		MaxFlows:     cfg.Datapath.MaxFlows,
 		LRU:          kind == bpf.KindLRUHash || kind == bpf.KindLRUPerCPUHash,
 		Logger:       log,
+		OnDrain: func(d time.Duration) {
+			if met != nil {
+				met.ObserveDrain(d)
+			}
+		},
 	})
+	if cfg.Metrics.Listen != "" {
+		src := metrics.Sources{Datapath: dp, Exporter: exp, Interfaces: ifaces, MaxFlows: cfg.Datapath.MaxFlows}
+		for i, c := range collectors {
+			cc := cfg.Export.Collectors[i]
+			src.Collectors = append(src.Collectors, metrics.Collector{Address: cc.Address, Protocol: cc.Protocol, Transport: cc.Transport, Stats: c.Stats})
+		}
+		m := metrics.New(src)
+		stopMetrics, err := m.Serve(cfg.Metrics.Listen, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		met = m
+		log.Info("metrics", "listen", cfg.Metrics.Listen)
+	}
 	ctlStop, err := exporter.ServeControl(sock, exp, log)
 	if err != nil {
 		return err
