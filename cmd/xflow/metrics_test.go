@@ -131,3 +131,66 @@ metrics: {listen: %s}
 	}
 	t.Logf("ingress %v, egress %v, %d records; metrics agree", capIn.Total(), capOut.Total(), received)
 }
+
+// TestMapPressure runs far more flows than the store holds: the misses are
+// counted and exposed, the oldest flows end early with reason 5, and the
+// daemon stays healthy: every packet the capture saw is either in an
+// exported record or counted as missed.
+func TestMapPressure(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xp")
+	sink := newRecordSink()
+	coll := listenCollector(t, p, "udp://127.0.0.1:0", sink)
+	const listen = "127.0.0.1:9180"
+	cfg := writeConfig(t, fmt.Sprintf(`
+interfaces:
+  - {name: %s, ingress: xdp, egress: tc}
+datapath: {map: percpu_hash, max_flows: 64}
+pin_path: %s
+timeouts: {active: 10s, inactive: 5s, scan_interval: 200ms}
+export:
+  collectors:
+    - {address: %s, protocol: ipfix, transport: udp}
+metrics: {listen: %s}
+`, p.NameA, pinDir(t), coll.Addr(), listen))
+	capt, err := testnet.Capture(p, p.NSA, p.NameA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, p, cfg)
+	for round := 0; round < 3; round++ {
+		if _, err := p.SendUDP(testnet.SideB, false, 5000, 300, 2, 64); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	capIn, capOut := capt.Stop()
+	m := scrape(t, p, listen)
+	// Still healthy: it answers and keeps exporting.
+	if _, err := p.SendUDP(testnet.SideB, false, 6000, 1, 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
+	}
+	time.Sleep(300 * time.Millisecond)
+	missed := m["xflow_store_missed_packets_total"]
+	resources := m[`xflow_flows_exported_total{reason="resources"}`]
+	if missed == 0 || resources == 0 {
+		t.Errorf("missed %v packets, %v records with reason 5: want both > 0", missed, resources)
+	}
+	if !strings.Contains(d.stderr.String(), "flow store full") {
+		t.Errorf("no warning about the full store in the log")
+	}
+	// Every packet seen (up to the scrape) is exported or missed; the
+	// last probe packet came after the capture stopped.
+	sink.mu.Lock()
+	exported := sink.in.Total().Packets + sink.out.Total().Packets
+	sink.mu.Unlock()
+	seen := capIn.Total().Packets + capOut.Total().Packets
+	if exported+uint64(missed) != seen+1 {
+		t.Errorf("exported %d + missed %v != seen %d + 1 probe", exported, missed, seen)
+	}
+	t.Logf("seen %d packets: exported %d, missed %v; %v records with reason 5", seen, exported, missed, resources)
+}
