@@ -108,7 +108,7 @@ func now() clock {
 // the data plane misses packets because its store is full, it scans twice
 // as often (down to 1/8 of the interval).
 func (e *Exporter) Run(ctx context.Context) error {
-	interval := e.opts.ScanInterval
+	interval := e.scanInterval()
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
@@ -121,13 +121,33 @@ func (e *Exporter) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		base := e.scanInterval()
 		if pressure {
-			interval = max(interval/2, e.opts.ScanInterval/8)
+			interval = max(interval/2, base/8)
 		} else {
-			interval = min(interval*2, e.opts.ScanInterval)
+			interval = min(interval*2, base)
 		}
 		t.Reset(interval)
 	}
+}
+
+func (e *Exporter) scanInterval() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.opts.ScanInterval
+}
+
+// Reconfigure applies new timeouts and a new set of sinks from the next
+// scan on (SIGHUP), without touching the data plane or the flows held.
+// Closing the sinks no longer in use is the caller's.
+func (e *Exporter) Reconfigure(to Timeouts, scan time.Duration, sinks []Sink) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if to.FinGrace == 0 {
+		to.FinGrace = min(time.Second, to.Inactive)
+	}
+	e.opts.Timeouts, e.opts.ScanInterval = to, scan
+	e.sinks = sinks
 }
 
 // Scan drains the data plane once, ends the flows that are due and sends

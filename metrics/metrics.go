@@ -33,8 +33,8 @@ type Collector struct {
 type Sources struct {
 	Datapath   interface{ Counters() (bpf.Counters, error) }
 	Exporter   interface{ Stats() exporter.Stats }
-	Collectors []Collector
-	Interfaces []flow.Interface // names for ifindexes
+	Collectors func() []Collector // the collectors configured now
+	Interfaces []flow.Interface   // names for ifindexes
 	MaxFlows   int
 }
 
@@ -163,7 +163,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(dPartial, cnt.IPv6ExtLimit, "ipv6_ext_limit")
 		}
 	}
-	for _, col := range c.src.Collectors {
+	var cols []Collector
+	if c.src.Collectors != nil {
+		cols = c.src.Collectors()
+	}
+	for _, col := range cols {
 		st := col.Stats()
 		l := []string{col.Address, col.Protocol, col.Transport}
 		counter(dMessages, st.Messages, l...)

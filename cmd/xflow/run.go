@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -17,9 +19,6 @@ import (
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/exporter"
-	"github.com/xflow-net/xflow/exporter/ipfix"
-	"github.com/xflow-net/xflow/exporter/netflow5"
-	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
 )
@@ -37,7 +36,10 @@ func cmdRun(args []string, stderr io.Writer) error {
 	log := cfg.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return runDaemon(ctx, cfg, log)
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+	return runDaemon(ctx, *path, cfg, reload, log)
 }
 
 // shutdownTimeout bounds the final export at SIGTERM.
@@ -47,7 +49,7 @@ const shutdownTimeout = 10 * time.Second
 // until ctx ends; then it detaches, drains a last time, exports every
 // remaining flow (reason 4, forced end) and stops. The pinned maps stay, so
 // `xflow flows` can still read them; the next run replaces them.
-func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <-chan os.Signal, log *slog.Logger) (err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("raise memlock limit", "err", err)
 	}
@@ -72,44 +74,21 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 
 	// Collectors first: one that cannot be named stops the start before
 	// anything is loaded or attached.
-	var sinks []exporter.Sink
-	var collectors []*exporter.Collector
+	cols := &collectorSet{ifaces: ifaces, boot: bootTime(), log: log}
+	if _, err := cols.build(cfg); err != nil {
+		return err
+	}
+	shutDown := false
 	defer func() {
 		// Normally closed by Shutdown; this covers early returns.
-		for _, c := range collectors {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			c.Close(cctx)
-			cancel()
+		if !shutDown {
+			var all []*exporter.Collector
+			for _, e := range cols.entries {
+				all = append(all, e.c)
+			}
+			closeAll(all, time.Second)
 		}
 	}()
-	boot := bootTime()
-	for _, cc := range cfg.Export.Collectors {
-		var enc exporter.Encoder
-		switch cc.Protocol {
-		case "ipfix":
-			enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
-		case "netflow9":
-			enc = netflow9.NewEncoder(netflow9.Options{SourceID: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU, Boot: boot})
-		case "netflow5":
-			enc = netflow5.NewEncoder(netflow5.Options{EngineID: uint8(cfg.Export.ObservationDomain), MTU: cfg.Export.MTU, Boot: boot})
-		default:
-			return usageErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
-		}
-		c, err := exporter.NewCollector(exporter.CollectorOptions{
-			Address:         cc.Address,
-			Transport:       cc.Transport,
-			Encoder:         enc,
-			TemplateRefresh: cfg.Export.TemplateRefresh,
-			Interfaces:      ifaces,
-			Logger:          log,
-		})
-		if err != nil {
-			return err
-		}
-		collectors = append(collectors, c)
-		sinks = append(sinks, c)
-		log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
-	}
 
 	for _, ifc := range cfg.Interfaces {
 		removed, err := bpf.CleanStale(ifc.Name)
@@ -168,7 +147,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	}
 
 	var met *metrics.Metrics
-	exp := exporter.New(dp, sinks, exporter.Options{
+	exp := exporter.New(dp, cols.sinks(), exporter.Options{
 		Timeouts:     exporter.Timeouts{Active: cfg.Timeouts.Active, Inactive: cfg.Timeouts.Inactive},
 		ScanInterval: cfg.Timeouts.ScanInterval,
 		MaxFlows:     cfg.Datapath.MaxFlows,
@@ -181,12 +160,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		},
 	})
 	if cfg.Metrics.Listen != "" {
-		src := metrics.Sources{Datapath: dp, Exporter: exp, Interfaces: ifaces, MaxFlows: cfg.Datapath.MaxFlows}
-		for i, c := range collectors {
-			cc := cfg.Export.Collectors[i]
-			src.Collectors = append(src.Collectors, metrics.Collector{Address: cc.Address, Protocol: cc.Protocol, Transport: cc.Transport, Stats: c.Stats})
-		}
-		m := metrics.New(src)
+		m := metrics.New(metrics.Sources{Datapath: dp, Exporter: exp, Collectors: cols.metrics,
+			Interfaces: ifaces, MaxFlows: cfg.Datapath.MaxFlows})
 		stopMetrics, err := m.Serve(cfg.Metrics.Listen, log)
 		if err != nil {
 			return err
@@ -208,7 +183,22 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	go func() { ringDone <- dp.RunRing(ringCtx) }()
 
 	log.Info("counting", "map", kind, "max_flows", cfg.Datapath.MaxFlows, "pin_path", cfg.PinPath, "control", sock)
+	reloadDone := make(chan struct{})
+	reloadCtx, reloadStop := context.WithCancel(context.Background())
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-reload:
+				reloadConfig(cfgPath, cfg, cols, exp, log)
+			}
+		}
+	}()
 	runErr := exp.Run(ctx)
+	reloadStop()
+	<-reloadDone
 
 	log.Info("stopping: detaching, exporting every flow")
 	derr := detach()
@@ -219,15 +209,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	serr := exp.Shutdown(sctx)
-	for i, c := range collectors {
-		cs := c.Stats()
-		cc := cfg.Export.Collectors[i]
-		log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
-			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
-			"dropped_records", cs.DroppedRecords, "unexportable_records", cs.Unexportable, "send_errors", cs.SendErrors,
-			"connects", cs.Connects, "disconnects", cs.Disconnects)
-	}
-	collectors = nil
+	shutDown = true
+	cols.logTotals()
 	st := exp.Stats()
 	if c, err := dp.Counters(); err == nil {
 		log.Info("data plane counters", "non_ip", c.NonIP, "truncated", c.Truncated,
@@ -236,6 +219,35 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	log.Info("exported", "records", st.Records[1]+st.Records[2]+st.Records[3]+st.Records[4]+st.Records[5],
 		"idle", st.Records[1], "active", st.Records[2], "end", st.Records[3], "forced", st.Records[4], "resources", st.Records[5])
 	return errors.Join(runErr, derr, serr)
+}
+
+// reloadConfig applies what SIGHUP may change: timeouts and collectors
+// (kept where unchanged). The data plane is not touched; a change that
+// needs it (interfaces, datapath, pin_path, metrics, log) is logged and
+// ignored. A configuration that does not load changes nothing.
+func reloadConfig(path string, cur *config.Config, cols *collectorSet, exp *exporter.Exporter, log *slog.Logger) {
+	next, err := loadConfig(path)
+	if err != nil {
+		log.Error("reload: configuration not applied", "err", err)
+		return
+	}
+	if !reflect.DeepEqual(next.Interfaces, cur.Interfaces) || next.Datapath != cur.Datapath ||
+		next.PinPath != cur.PinPath || next.Metrics != cur.Metrics || next.Log != cur.Log {
+		log.Warn("reload: interfaces, datapath, pin_path, metrics and log need a restart; those changes are ignored")
+	}
+	unused, err := cols.build(next)
+	if err != nil {
+		log.Error("reload: collectors not applied", "err", err)
+		return
+	}
+	exp.Reconfigure(exporter.Timeouts{Active: next.Timeouts.Active, Inactive: next.Timeouts.Inactive},
+		next.Timeouts.ScanInterval, cols.sinks())
+	if err := closeAll(unused, 5*time.Second); err != nil {
+		log.Warn("reload: closing removed collectors", "err", err)
+	}
+	cur.Timeouts, cur.Export = next.Timeouts, next.Export
+	log.Info("reloaded", "collectors", len(next.Export.Collectors), "active", next.Timeouts.Active,
+		"inactive", next.Timeouts.Inactive, "scan_interval", next.Timeouts.ScanInterval)
 }
 
 // bootTime is when the system booted: the zero of CLOCK_MONOTONIC, which the
