@@ -1,10 +1,10 @@
 // Package collector is a small IPFIX collector, the core of `xflow collect`:
-// it listens on UDP or TCP, decodes IPFIX messages (RFC 7011) with
-// github.com/calmh/ipfix, and hands out one Record per flow record.
+// it listens on UDP, TCP or TLS over TCP, decodes IPFIX messages (RFC 7011)
+// with github.com/calmh/ipfix, and hands out one Record per flow record.
 //
 // Decoding state is kept per transport session, as RFC 7011 says: over UDP
-// per exporter address (ip:port) and observation domain, over TCP per
-// connection and observation domain, so a new TCP connection starts with no
+// per exporter address (ip:port) and observation domain, over TCP (and TLS)
+// per connection and observation domain, so a new TCP connection starts with no
 // templates and its own sequence numbers. Interface names, learnt from the
 // exporter's interfaceName options records, are kept per exporter IP address
 // and observation domain, so that they survive a reconnection.
@@ -13,6 +13,7 @@ package collector
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,14 +70,22 @@ type Stats struct {
 	// is taken as is.
 	SequenceGaps    uint64
 	MissingTemplate uint64 // data sets for templates not (or no longer) known; their records are lost
-	Connections     uint64 // TCP connections accepted
+	Connections     uint64 // TCP connections accepted (TLS: before the handshake)
+	HandshakeErrors uint64 // TLS handshakes that failed (an untrusted or missing client certificate, no common version, a client that is not TLS)
 }
 
 // Options configures a collector.
 type Options struct {
-	// Listen is "udp://HOST:PORT" or "tcp://HOST:PORT" (IPv6 as [::1]);
-	// a bare HOST:PORT is UDP. Port 0 picks a free port: see Addr.
+	// Listen is "udp://HOST:PORT", "tcp://HOST:PORT" or "tls://HOST:PORT"
+	// (IPv6 as [::1]); a bare HOST:PORT is UDP. Port 0 picks a free port:
+	// see Addr.
 	Listen string
+	// TLS is the server configuration of a tls:// collector (RFC 7011
+	// section 10.4.2, TLS over TCP), required for tls:// and refused for
+	// the others: at least the collector's certificate; ClientAuth and
+	// ClientCAs to require client certificates. TLS 1.2 at least, unless
+	// it says more.
+	TLS *tls.Config
 	// Logger gets connections and decoding problems; nil: no logging.
 	Logger *slog.Logger
 	// OnRecord, if set, is called with each flow record, on the goroutine
@@ -96,6 +105,7 @@ type Collector struct {
 	log      *slog.Logger
 	udp      *net.UDPConn
 	tcp      *net.TCPListener
+	tls      *tls.Config // tls://: connections are TLS servers
 	records  chan Record
 	done     chan struct{}
 	stopCtx  func() bool
@@ -110,7 +120,7 @@ type Collector struct {
 	names   map[nameKey]map[uint32]string
 
 	nMessages, nRecords, nTemplateRecords, nOptionsRecords, nDecodeErrors,
-	nSequenceGaps, nMissingTemplate, nConnections atomic.Uint64
+	nSequenceGaps, nMissingTemplate, nConnections, nHandshakeErrors atomic.Uint64
 }
 
 type nameKey struct {
@@ -124,6 +134,12 @@ func Listen(ctx context.Context, o Options) (*Collector, error) {
 	network, address, err := parseListen(o.Listen)
 	if err != nil {
 		return nil, err
+	}
+	if network == "tls" && o.TLS == nil {
+		return nil, fmt.Errorf("listen %q: TLS needs a server configuration (certificate and key)", o.Listen)
+	}
+	if network != "tls" && o.TLS != nil {
+		return nil, fmt.Errorf("listen %q: a TLS configuration, but not a tls:// address", o.Listen)
 	}
 	if o.Buffer <= 0 {
 		o.Buffer = 1024
@@ -141,6 +157,12 @@ func Listen(ctx context.Context, o Options) (*Collector, error) {
 	if o.OnRecord == nil {
 		c.records = make(chan Record, o.Buffer)
 	}
+	if o.TLS != nil {
+		c.tls = o.TLS.Clone()
+		if c.tls.MinVersion < tls.VersionTLS12 {
+			c.tls.MinVersion = tls.VersionTLS12
+		}
+	}
 	var lc net.ListenConfig
 	switch network {
 	case "udp":
@@ -150,7 +172,7 @@ func Listen(ctx context.Context, o Options) (*Collector, error) {
 		}
 		c.udp = pc.(*net.UDPConn)
 		_ = c.udp.SetReadBuffer(4 << 20) // best effort: bursts of export packets
-	case "tcp":
+	case "tcp", "tls":
 		ln, err := lc.Listen(ctx, "tcp", address)
 		if err != nil {
 			return nil, err
@@ -174,9 +196,9 @@ func parseListen(s string) (network, address string, err error) {
 		network, address = "udp", s
 	}
 	switch network {
-	case "udp", "tcp":
+	case "udp", "tcp", "tls":
 	default:
-		return "", "", fmt.Errorf("listen %q: want udp://HOST:PORT or tcp://HOST:PORT", s)
+		return "", "", fmt.Errorf("listen %q: want udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT", s)
 	}
 	if _, _, err := net.SplitHostPort(address); err != nil {
 		return "", "", fmt.Errorf("listen %q: %w", s, err)
@@ -207,6 +229,7 @@ func (c *Collector) Stats() Stats {
 		SequenceGaps:    c.nSequenceGaps.Load(),
 		MissingTemplate: c.nMissingTemplate.Load(),
 		Connections:     c.nConnections.Load(),
+		HandshakeErrors: c.nHandshakeErrors.Load(),
 	}
 }
 
@@ -234,12 +257,25 @@ func (c *Collector) shutdown() {
 		// TCP: a graceful end. Half-close each connection (FIN): the
 		// exporter sees it, stops sending and closes its side, and what it
 		// sent before is still read here, until its FIN or for at most
-		// closeDrain. Nothing it wrote is lost unread.
+		// closeDrain. Nothing it wrote is lost unread. TLS: the same, with
+		// a close_notify alert before the FIN (a connection still in its
+		// handshake is just closed).
 		c.mu.Lock()
 		for conn := range c.conns {
-			if tc, ok := conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {
-				tc.SetReadDeadline(time.Now().Add(closeDrain))
-				continue
+			switch tc := conn.(type) {
+			case *net.TCPConn:
+				if tc.CloseWrite() == nil {
+					tc.SetReadDeadline(time.Now().Add(closeDrain))
+					continue
+				}
+			case *tls.Conn:
+				if tc.CloseWrite() == nil {
+					if raw, ok := tc.NetConn().(*net.TCPConn); ok {
+						raw.CloseWrite()
+					}
+					tc.SetReadDeadline(time.Now().Add(closeDrain))
+					continue
+				}
 			}
 			conn.Close()
 		}
@@ -341,6 +377,9 @@ func (c *Collector) acceptTCP() {
 			conn.Close()
 			return
 		}
+		if c.tls != nil {
+			conn = tls.Server(conn, c.tls)
+		}
 		c.conns[conn] = struct{}{}
 		c.wg.Add(1)
 		c.mu.Unlock()
@@ -359,7 +398,13 @@ func (c *Collector) serveTCP(conn net.Conn) {
 	}()
 	from := unmap(conn.RemoteAddr().(*net.TCPAddr).AddrPort())
 	log := c.log.With("exporter", from)
-	log.Info("exporter connected")
+	if tc, ok := conn.(*tls.Conn); ok {
+		if !c.handshake(tc, log) {
+			return
+		}
+	} else {
+		log.Info("exporter connected")
+	}
 	d := newDecoder(c)
 	r := bufio.NewReaderSize(conn, 64<<10)
 	buf := make([]byte, 65536)
@@ -383,6 +428,30 @@ func (c *Collector) serveTCP(conn net.Conn) {
 		}
 		d.message(from, msg)
 	}
+}
+
+// handshakeTimeout bounds a TLS exporter's handshake.
+const handshakeTimeout = 10 * time.Second
+
+// handshake runs the TLS handshake of an exporter's connection and reports
+// whether it succeeded.
+func (c *Collector) handshake(tc *tls.Conn, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if !c.closed() {
+			c.nHandshakeErrors.Add(1)
+			log.Warn("TLS handshake failed", "err", err)
+		}
+		return false
+	}
+	st := tc.ConnectionState()
+	args := []any{"tls", tls.VersionName(st.Version)}
+	if len(st.PeerCertificates) > 0 {
+		args = append(args, "client", st.PeerCertificates[0].Subject.String())
+	}
+	log.Info("exporter connected", args...)
+	return true
 }
 
 const (

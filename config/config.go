@@ -10,11 +10,14 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/xflow-net/xflow/exporter/transport"
 )
 
 // Config is the complete xflow configuration.
@@ -69,7 +72,28 @@ type Export struct {
 type Collector struct {
 	Address   string // host:port
 	Protocol  string // ipfix, netflow9 or netflow5
-	Transport string // udp or tcp
+	Transport string // udp, tcp or tls (TLS over TCP, IPFIX only)
+	TLS       TLS    // transport tls only
+}
+
+// TLS configures a collector with transport tls (RFC 7011 section 10.4.2).
+// Relative file names in a file are taken from the file's directory: Parse
+// stores them joined to it.
+type TLS struct {
+	CA         string // PEM CA bundle that verifies the collector's certificate (required)
+	Cert       string // PEM client certificate, for collectors that require one (mutual TLS); with Key
+	Key        string // PEM private key of Cert
+	ServerName string // name the collector's certificate must hold; default: the host of Address
+}
+
+// TLSConfig returns the TLS client configuration of a collector with
+// transport tls, reading its files (transport.TLSConfig); nil for the other
+// transports.
+func (c Collector) TLSConfig() (*tls.Config, error) {
+	if c.Transport != "tls" {
+		return nil, nil
+	}
+	return transport.TLSConfig(c.TLS.CA, c.TLS.Cert, c.TLS.Key, c.TLS.ServerName, c.Address)
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -117,7 +141,7 @@ var (
 	tcModes      = []string{"auto", "tcx", "clsact"}
 	mapKinds     = []string{"hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "array", "percpu_array", "ringbuf"}
 	protocols    = []string{"ipfix", "netflow9", "netflow5"}
-	transports   = []string{"udp", "tcp"}
+	transports   = []string{"udp", "tcp", "tls"}
 	logLevels    = []string{"debug", "info", "warn", "error"}
 	logFormats   = []string{"text", "json"}
 )
@@ -184,8 +208,9 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse parses a configuration from data, applies defaults and validates
-// it. filename is only used in error messages. Every error returned is an
-// *Error with Line >= 1.
+// it. filename is used in error messages, and relative file names in the
+// configuration (a collector's tls files) are taken from its directory.
+// Every error returned is an *Error with Line >= 1.
 func Parse(filename string, data []byte) (*Config, error) {
 	top, err := parseYAML(filename, data)
 	if err != nil {

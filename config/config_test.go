@@ -174,6 +174,23 @@ func TestGoodConfigValues(t *testing.T) {
 				t.Errorf("export = %+v, log = %+v", got.Export, got.Log)
 			}
 		}},
+		{"tls.yaml", func(t *testing.T, got Config) {
+			// Relative file names are taken from the file's directory.
+			tlsDir := filepath.Join(goodDir, "..", "tls")
+			want := []Collector{
+				{Address: "127.0.0.1:4740", Protocol: "ipfix", Transport: "tls", TLS: TLS{CA: filepath.Join(tlsDir, "ca.pem")}},
+				{Address: "192.0.2.10:4740", Protocol: "ipfix", Transport: "tls", TLS: TLS{
+					CA:         filepath.Join(tlsDir, "ca.pem"),
+					Cert:       filepath.Join(tlsDir, "client.pem"),
+					Key:        filepath.Join(tlsDir, "client.key"),
+					ServerName: "collector.example",
+				}},
+				{Address: "192.0.2.10:4740", Protocol: "ipfix", Transport: "tcp"},
+			}
+			if !reflect.DeepEqual(got.Export.Collectors, want) {
+				t.Errorf("collectors:\n%+v\nwant\n%+v", got.Export.Collectors, want)
+			}
+		}},
 		{"null_values.yaml", func(t *testing.T, got Config) {
 			want := publicFields(Default())
 			want.Interfaces = []Interface{defaultInterfaceNamed("lo")}
@@ -218,7 +235,7 @@ var badConfigs = []struct {
 	// Unknown keys.
 	{"unknown_key_top", 4, "datpath", `unknown key; did you mean "datapath"?`},
 	{"unknown_key_interface", 4, "interfaces[0].ingres", `unknown key; did you mean "ingress"?`},
-	{"unknown_key_collector", 7, "export.collectors[0].port", "unknown key (want one of address, protocol, transport)"},
+	{"unknown_key_collector", 7, "export.collectors[0].port", "unknown key (want one of address, protocol, transport, tls)"},
 
 	// Interfaces.
 	{"missing_interfaces", 2, "interfaces", "at least one interface is required"},
@@ -277,9 +294,24 @@ var badConfigs = []struct {
 	{"collector_ipv6_unbracketed", 6, "export.collectors[0].address", "IPv6 addresses must be bracketed"},
 	{"collector_named_port", 6, "export.collectors[0].address", `invalid port "ipfix"`},
 	{"collector_bad_protocol", 7, "export.collectors[0].protocol", `unknown protocol "netflow10" (want one of ipfix, netflow9, netflow5)`},
-	{"collector_bad_transport", 7, "export.collectors[0].transport", `unknown transport "sctp" (want one of udp, tcp)`},
+	{"collector_bad_transport", 7, "export.collectors[0].transport", `unknown transport "sctp" (want one of udp, tcp, tls)`},
 	{"netflow_over_tcp", 8, "export.collectors[0].transport", "protocol netflow9 supports only transport udp, not tcp"},
 	{"duplicate_collector", 9, "export.collectors[2]", "duplicate collector (same as export.collectors[0] at line 6)"},
+
+	// Collectors with transport tls.
+	{"tls_block_missing", 6, "export.collectors[0].tls", "required key is missing: transport tls needs tls.ca"},
+	{"tls_missing_ca", 8, "export.collectors[0].tls.ca", "required key is missing: the PEM CA bundle"},
+	{"tls_cert_without_key", 8, "export.collectors[0].tls.key", "required with tls.cert"},
+	{"tls_key_without_cert", 8, "export.collectors[0].tls.cert", "required with tls.key"},
+	{"tls_ca_not_found", 9, "export.collectors[0].tls.ca", "CA file ../testdata/configs/tls/no-such-ca.pem: no such file or directory"},
+	{"tls_ca_garbage", 9, "export.collectors[0].tls.ca", "CA file ../testdata/configs/tls/garbage.pem: no PEM certificate found"},
+	{"tls_ca_is_key", 9, "export.collectors[0].tls.ca", "CA file ../testdata/configs/tls/client.key: no PEM certificate found (no -----BEGIN CERTIFICATE----- block)"},
+	{"tls_key_garbage", 11, "export.collectors[0].tls.key", "key file ../testdata/configs/tls/garbage.pem: failed to find any PEM data in key input"},
+	{"tls_with_udp", 8, "export.collectors[0].tls", "tls settings need transport: tls (transport is udp)"},
+	{"tls_netflow", 8, "export.collectors[0].transport", "protocol netflow9 supports only transport udp, not tls"},
+	{"tls_unknown_key", 10, "export.collectors[0].tls.insecure_skip_verify", "unknown key (want one of ca, cert, key, server_name)"},
+	{"tls_bad_server_name", 10, "export.collectors[0].tls.server_name", `invalid server name "collector example"`},
+	{"tls_not_mapping", 8, "export.collectors[0].tls", `expected a mapping, got string "../tls/ca.pem"`},
 
 	// Log.
 	{"bad_log_level", 5, "log.level", `unknown log level "verbose" (want one of debug, info, warn, error)`},
@@ -385,6 +417,13 @@ func TestParseErrors(t *testing.T) {
 		{"second document empty", "interfaces: [{name: eth0}]\n---\n", 0, "", ""},
 		{"second document syntax error", "interfaces: [{name: eth0}]\n---\na: [\n", 3, "", "invalid YAML"},
 		{"invalid utf8", "interfaces:\n  - name: eth0\n  - name: \xff\n", 3, "", "invalid YAML"},
+		{"tls ca empty", "interfaces: [{name: eth0}]\nexport: {collectors: [{address: 'h:1', transport: tls, tls: {ca: ''}}]}\n", 2, "export.collectors[0].tls.ca", "must not be empty"},
+		{"tls null", "interfaces: [{name: eth0}]\nexport:\n  collectors:\n    - address: 'h:1'\n      transport: tls\n      tls: ~\n", 6, "export.collectors[0].tls.ca", "required key is missing"},
+		{"tls ca directory", "interfaces: [{name: eth0}]\nexport: {collectors: [{address: 'h:1', transport: tls, tls: {ca: ../testdata}}]}\n", 2, "export.collectors[0].tls.ca", "CA file ../testdata: is a directory"},
+		{"tls cert is ca", "interfaces: [{name: eth0}]\nexport: {collectors: [{address: 'h:1', transport: tls, tls: {ca: ../testdata/configs/tls/ca.pem, cert: ../testdata/configs/tls/client.key, key: ../testdata/configs/tls/client.key}}]}\n", 2, "export.collectors[0].tls.cert", "no PEM certificate found"},
+		{"tls duplicate", "interfaces: [{name: eth0}]\nexport:\n  collectors:\n    - {address: 'h:1', transport: tls, tls: {ca: ../testdata/configs/tls/ca.pem}}\n    - {address: 'h:1', transport: tls, tls: {ca: ../testdata/configs/tls/ca.pem, server_name: other}}\n", 5, "export.collectors[1]", "duplicate collector (same as export.collectors[0] at line 4)"},
+		{"tls server name ip", "interfaces: [{name: eth0}]\nexport: {collectors: [{address: 'h:1', transport: tls, tls: {ca: ../testdata/configs/tls/ca.pem, server_name: '2001:db8::1'}}]}\n", 0, "", ""},
+		{"tls empty with tcp", "interfaces: [{name: eth0}]\nexport: {collectors: [{address: 'h:1', transport: tcp, tls: {}}]}\n", 0, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -305,6 +306,7 @@ func (d *decoder) decodeExport(e entry, x *Export) error {
 					{"address", d.stringField(&col.Address)},
 					{"protocol", d.stringField(&col.Protocol)},
 					{"transport", d.stringField(&col.Transport)},
+					{"tls", func(e entry) error { return d.decodeTLS(e, &col.TLS) }},
 				}); err != nil {
 					return err
 				}
@@ -312,6 +314,15 @@ func (d *decoder) decodeExport(e entry, x *Export) error {
 				return nil
 			})
 		}},
+	})
+}
+
+func (d *decoder) decodeTLS(e entry, t *TLS) error {
+	return d.mapping(e, []field{
+		{"ca", d.fileField(&t.CA)},
+		{"cert", d.fileField(&t.Cert)},
+		{"key", d.fileField(&t.Key)},
+		{"server_name", d.stringField(&t.ServerName)},
 	})
 }
 
@@ -486,6 +497,21 @@ func (d *decoder) stringField(dst *string) func(entry) error {
 			}
 		}
 		return d.typeError(e, "a string")
+	}
+}
+
+// fileField returns a decoder storing a file name; a relative name is taken
+// from the directory of the configuration file.
+func (d *decoder) fileField(dst *string) func(entry) error {
+	str := d.stringField(dst)
+	return func(e entry) error {
+		if err := str(e); err != nil {
+			return err
+		}
+		if *dst != "" && !filepath.IsAbs(*dst) {
+			*dst = filepath.Join(filepath.Dir(d.file), *dst)
+		}
+		return nil
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/xflow-net/xflow/exporter/transport"
 )
 
 // Limits enforced by Validate.
@@ -184,7 +186,8 @@ func (c *Config) validateExport() *Error {
 	if x.MTU < minMTU || x.MTU > maxMTU {
 		return c.errorf("export.mtu", "mtu %d out of range %d..%d", x.MTU, minMTU, maxMTU)
 	}
-	first := map[Collector]int{}
+	type collectorKey struct{ address, protocol, transport string }
+	first := map[collectorKey]int{}
 	for i, col := range x.Collectors {
 		p := indexPath("export.collectors", i)
 		if col.Address == "" && !c.has(p+".address") {
@@ -202,11 +205,57 @@ func (c *Config) validateExport() *Error {
 		if col.Protocol != "ipfix" && col.Transport != "udp" {
 			return c.errorf(p+".transport", "protocol %s supports only transport udp, not %s", col.Protocol, col.Transport)
 		}
-		if j, dup := first[col]; dup {
+		if err := c.validateTLS(p, col); err != nil {
+			return err
+		}
+		key := collectorKey{col.Address, col.Protocol, col.Transport}
+		if j, dup := first[key]; dup {
 			other := indexPath("export.collectors", j)
 			return c.errorf(p, "duplicate collector (same as %s%s)", other, c.at(other))
 		}
-		first[col] = i
+		first[key] = i
+	}
+	return nil
+}
+
+// validateTLS checks the tls settings of the collector at path p: only
+// with transport tls, which needs at least a CA; cert and key together;
+// and files that can be read and hold what they should (PEM), so that a
+// bad file is found by `xflow check`, not at the first connection.
+func (c *Config) validateTLS(p string, col Collector) *Error {
+	t := col.TLS
+	tp := p + ".tls"
+	if col.Transport != "tls" {
+		if t != (TLS{}) {
+			return c.errorf(tp, "tls settings need transport: tls (transport is %s)", col.Transport)
+		}
+		return nil
+	}
+	if t == (TLS{}) && !c.has(tp) {
+		return c.errorf(tp, "required key is missing: transport tls needs tls.ca, the CA bundle that verifies the collector's certificate")
+	}
+	switch {
+	case t.CA == "" && !c.has(tp+".ca"):
+		return c.errorf(tp+".ca", "required key is missing: the PEM CA bundle that verifies the collector's certificate")
+	case t.CA == "":
+		return c.errorf(tp+".ca", "must not be empty")
+	case t.Cert != "" && t.Key == "":
+		return c.errorf(tp+".key", "required with tls.cert: a client certificate needs its private key")
+	case t.Key != "" && t.Cert == "":
+		return c.errorf(tp+".cert", "required with tls.key: a client key needs its certificate")
+	}
+	if name := t.ServerName; name != "" {
+		if _, err := netip.ParseAddr(name); err != nil && !validHostname(name) {
+			return c.errorf(tp+".server_name", "invalid server name %s (want a host name or an IP address)", quote(name))
+		}
+	}
+	if _, err := transport.TLSConfig(t.CA, t.Cert, t.Key, t.ServerName, col.Address); err != nil {
+		if fe, ok := errors.AsType[*transport.TLSFileError](err); ok {
+			e := c.errorf(tp+"."+fe.Role, "%s", fe.Error())
+			e.Err = err
+			return e
+		}
+		return c.errorf(tp, "%v", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,8 @@ type Encoder interface {
 // CollectorOptions configure the sink of one collector.
 type CollectorOptions struct {
 	Address         string
-	Transport       string // "udp" or "tcp"
+	Transport       string      // "udp", "tcp" or "tls"
+	TLS             *tls.Config // for "tls": verifies the collector (and may carry our certificate)
 	Encoder         Encoder
 	TemplateRefresh time.Duration // UDP: templates are resent this often
 	Interfaces      []flow.Interface
@@ -78,8 +80,11 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Transport != "udp" && o.Transport != "tcp" {
-		return nil, fmt.Errorf("collector %s: transport %q: want udp or tcp", o.Address, o.Transport)
+	switch {
+	case o.Transport == "tls" && o.TLS == nil:
+		return nil, fmt.Errorf("collector %s: transport tls without a TLS configuration", o.Address)
+	case o.Transport != "udp" && o.Transport != "tcp" && o.Transport != "tls":
+		return nil, fmt.Errorf("collector %s: transport %q: want udp, tcp or tls", o.Address, o.Transport)
 	}
 	// Resolve now: a collector that cannot be named is a start-up error,
 	// before anything is loaded or attached.
@@ -284,7 +289,13 @@ func (c *Collector) runTCP(ctx context.Context) {
 		nextDial = time.Now().Add(minBackoff)
 	}
 	dial := func() {
-		s, err := transport.DialStream(ctx, c.o.Address, dialTimeout, writeTimeout)
+		var s *transport.Stream
+		var err error
+		if c.o.TLS != nil {
+			s, err = transport.DialTLSStream(ctx, c.o.Address, c.o.TLS, dialTimeout, writeTimeout)
+		} else {
+			s, err = transport.DialStream(ctx, c.o.Address, dialTimeout, writeTimeout)
+		}
 		if err != nil {
 			if backoff == minBackoff || backoff >= maxBackoff {
 				c.log.Warn("connect failed", "err", err, "retry_in", backoff)

@@ -92,9 +92,14 @@ func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*e
 	default:
 		return nil, usageErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
 	}
+	tlsCfg, err := cc.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("collector %s: %w", cc.Address, err)
+	}
 	return exporter.NewCollector(exporter.CollectorOptions{
 		Address:         cc.Address,
 		Transport:       cc.Transport,
+		TLS:             tlsCfg,
 		Encoder:         enc,
 		TemplateRefresh: cfg.Export.TemplateRefresh,
 		Interfaces:      s.ifaces,
