@@ -15,7 +15,9 @@ Usage:
   xflow run    -c FILE        load, attach and count until SIGINT/SIGTERM
   xflow flows  [flags]        show the flows the data plane holds
   xflow collect [--listen udp://127.0.0.1:4739] [--json]
-                              a small IPFIX collector: print the records it receives
+                [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+                              a small IPFIX collector (udp://, tcp:// or tls://):
+                              print the records it receives
   xflow check  -c FILE        validate a configuration without touching the kernel
   xflow clean  -c FILE        remove what xflow left attached and pinned
   xflow version
