@@ -166,13 +166,17 @@ func Load(opts Options) (d *Datapath, err error) {
 		storeSpec.MaxEntries = opts.MaxFlows
 	}
 
-	d = &Datapath{opts: opts}
+	dp := &Datapath{opts: opts}
+	d = dp
 	defer func() {
 		if err != nil {
-			d.Close()
+			dp.Close() // d is nil by now
 		}
 	}()
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&dp.objs, nil); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("load eBPF: %w (xflow needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)", err)
+		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load eBPF: %+v", ve)
