@@ -3,6 +3,8 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -29,10 +31,56 @@ type Attachment struct {
 	Iface   string
 	Ifindex int
 	Desc    []string // what is attached, e.g. "xdp/native", "tcx/egress"
+	Adopted []string // hooks whose pinned link an earlier daemon left, now updated
 
 	links        []link.Link
+	pinned       map[link.Link]string // pinned links and their paths
 	filters      []netlink.Filter
 	createdQdisc bool
+	pinDir       string // links are pinned here (if set)
+}
+
+// withLink attaches through a bpf_link pinned as hook: a link an earlier
+// daemon pinned there is updated to prog in place (no packet goes
+// uncounted), else attach makes one, which is then pinned.
+func (a *Attachment) withLink(hook string, prog *ebpf.Program, attach func() (link.Link, error)) error {
+	var path string
+	if a.pinDir != "" {
+		path = pinLinkPath(a.pinDir, a.Iface, hook)
+		if old, err := link.LoadPinnedLink(path, nil); err == nil {
+			if err := old.Update(prog); err == nil {
+				a.links = append(a.links, old)
+				a.pin(old, path)
+				a.Adopted = append(a.Adopted, hook)
+				return nil
+			}
+			old.Unpin()
+			old.Close()
+		}
+	}
+	l, err := attach()
+	if err != nil {
+		return err
+	}
+	a.links = append(a.links, l)
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("interface %s: pin link: %w", a.Iface, err)
+		}
+		os.Remove(path)
+		if err := l.Pin(path); err != nil {
+			return fmt.Errorf("interface %s: pin link: %w", a.Iface, err)
+		}
+		a.pin(l, path)
+	}
+	return nil
+}
+
+func (a *Attachment) pin(l link.Link, path string) {
+	if a.pinned == nil {
+		a.pinned = map[link.Link]string{}
+	}
+	a.pinned[l] = path
 }
 
 // Attach attaches the programs to h.Iface. On error nothing stays attached.
@@ -44,7 +92,7 @@ func (d *Datapath) Attach(h Hooks) (_ *Attachment, err error) {
 	if err := checkEthernet(l); err != nil {
 		return nil, err
 	}
-	a := &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index}
+	a := &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index, pinDir: d.opts.PinPath}
 	defer func() {
 		if err != nil {
 			a.Detach()
@@ -89,12 +137,9 @@ func checkEthernet(l netlink.Link) error {
 
 func (a *Attachment) attachXDP(prog *ebpf.Program, mode string) error {
 	try := func(flags link.XDPAttachFlags) error {
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: a.Ifindex, Flags: flags})
-		if err != nil {
-			return err
-		}
-		a.links = append(a.links, l)
-		return nil
+		return a.withLink("xdp", prog, func() (link.Link, error) {
+			return link.AttachXDP(link.XDPOptions{Program: prog, Interface: a.Ifindex, Flags: flags})
+		})
 	}
 	switch mode {
 	case "native":
@@ -127,9 +172,10 @@ func (a *Attachment) attachTC(l netlink.Link, prog *ebpf.Program, ingress bool, 
 		dir, at = "ingress", ebpf.AttachTCXIngress
 	}
 	if mode == "auto" || mode == "" || mode == "tcx" {
-		tl, err := link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: prog, Attach: at})
+		err := a.withLink("tcx-"+dir, prog, func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: prog, Attach: at})
+		})
 		if err == nil {
-			a.links = append(a.links, tl)
 			a.Desc = append(a.Desc, "tcx/"+dir)
 			return nil
 		}
@@ -205,11 +251,31 @@ func clsact(ifindex int) *netlink.GenericQdisc {
 	}
 }
 
-// Detach removes everything Attach added; it tries every step and reports
-// all failures.
+// Release lets go of the attachment but leaves the programs attached
+// through their pinned links (--keep-attached), for the next daemon to
+// adopt. clsact filters stay too.
+func (a *Attachment) Release() error {
+	var errs []error
+	for _, l := range a.links {
+		if _, ok := a.pinned[l]; !ok {
+			errs = append(errs, fmt.Errorf("interface %s: a link is not pinned: it goes with this process", a.Iface))
+		}
+		errs = append(errs, l.Close())
+	}
+	a.links, a.filters, a.createdQdisc = nil, nil, false
+	return errors.Join(errs...)
+}
+
+// Detach removes everything Attach added (pinned links included); it tries
+// every step and reports all failures.
 func (a *Attachment) Detach() error {
 	var errs []error
 	for _, l := range a.links {
+		if _, ok := a.pinned[l]; ok {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("interface %s: unpin link: %w", a.Iface, err))
+			}
+		}
 		if err := l.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("interface %s: detach: %w", a.Iface, err))
 		}

@@ -116,8 +116,16 @@ type Datapath struct {
 	cpus   int
 
 	// drain buffers, reused
-	keys []flow.Key
-	vals []flow.Value
+	keys     []flow.Key
+	vals     []flow.Value
+	readKeys []flow.Key // what the drain read, to delete
+	used     []uint32   // array slots the drain read, to zero
+	draining int        // the store being drained, -1 if none
+
+	persist    *persisted // the exporter's state, with a pin path
+	legacy     *previous  // an earlier, incompatible data plane to drain once
+	restorable bool       // Restore has an earlier state to hand over
+	Adopted    bool       // the maps (and links) of an earlier daemon were taken over
 }
 
 // Load loads the programs and creates the maps for opts.Kind, and pins the
@@ -166,14 +174,40 @@ func Load(opts Options) (d *Datapath, err error) {
 		storeSpec.MaxEntries = opts.MaxFlows
 	}
 
-	dp := &Datapath{opts: opts}
+	dp := &Datapath{opts: opts, draining: -1}
 	d = dp
 	defer func() {
 		if err != nil {
 			dp.Close() // d is nil by now
 		}
 	}()
-	if err := spec.LoadAndAssign(&dp.objs, nil); err != nil {
+	// An earlier daemon's maps: adopt them when they fit this
+	// configuration, else drain them once (Restore) and start afresh.
+	var prev *previous
+	lopts := &ebpf.CollectionOptions{}
+	if opts.PinPath != "" && isBPFFS(opts.PinPath) {
+		prev = openPrevious(opts.PinPath)
+	}
+	if prev != nil && prev.compatible(opts) {
+		lopts.MapReplacements = map[string]*ebpf.Map{"counters": prev.counters}
+		if opts.Kind == KindRingbuf {
+			lopts.MapReplacements["events"] = prev.events
+		} else if opts.Kind.isArray() {
+			lopts.MapReplacements["slots"] = prev.outer
+		} else {
+			lopts.MapReplacements["flows"] = prev.outer
+		}
+		dp.Adopted = true
+	} else if prev != nil {
+		dp.legacy = prev
+		dp.restorable = true
+	}
+	defer func() {
+		if !dp.Adopted && dp.legacy == nil && prev != nil {
+			prev.close()
+		}
+	}()
+	if err := spec.LoadAndAssign(&dp.objs, lopts); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("load eBPF: %w (xflow needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)", err)
 		}
@@ -185,6 +219,31 @@ func Load(opts Options) (d *Datapath, err error) {
 	}
 	if d.cpus, err = ebpf.PossibleCPU(); err != nil {
 		return nil, err
+	}
+	if dp.Adopted {
+		dp.persist, dp.restorable = prev.p, true
+		dp.stores = prev.stores
+		prev.p, prev.stores = nil, [2]*ebpf.Map{}
+		if opts.Kind == KindRingbuf {
+			if d.ring, err = newRingConsumer(d); err != nil {
+				return nil, err
+			}
+		} else {
+			d.outer = d.objs.Flows
+			if opts.Kind.isArray() {
+				d.outer = d.objs.Slots
+			}
+			if d.active, err = activeStore(d.outer, d.stores); err != nil {
+				return nil, err
+			}
+		}
+		prev.close() // the replaced maps: the collection holds its own references
+		return d, nil
+	}
+	if opts.PinPath != "" {
+		if dp.persist, err = newPersisted(opts.MaxFlows); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case opts.Kind == KindRingbuf:
@@ -226,7 +285,8 @@ func (d *Datapath) pin(dir string) error {
 	if err := RemovePins(dir); err != nil {
 		return err
 	}
-	pins := map[string]*ebpf.Map{pinCounters: d.objs.Counters}
+	pins := map[string]*ebpf.Map{pinCounters: d.objs.Counters, pinMeta: d.persist.meta,
+		pinStatePref + "0": d.persist.state[0], pinStatePref + "1": d.persist.state[1]}
 	if d.outer != nil {
 		pins[pinStore] = d.outer
 		for i, s := range d.stores {
@@ -275,9 +335,14 @@ func isBPFFS(dir string) bool {
 	return unix.Statfs(dir, &st) == nil && uint32(st.Type) == unix.BPF_FS_MAGIC
 }
 
-// RemovePins removes what xflow pins under dir (and nothing else).
+// RemovePins removes what xflow pins under dir (and nothing else),
+// pinned links included: the programs they keep attached go with them.
 func RemovePins(dir string) error {
-	for _, name := range []string{pinCounters, pinStore, pinStorePref + "0", pinStorePref + "1", pinEvents} {
+	if err := removeLinkPins(dir); err != nil {
+		return err
+	}
+	for _, name := range []string{pinCounters, pinStore, pinStorePref + "0", pinStorePref + "1", pinEvents,
+		pinMeta, pinStatePref + "0", pinStatePref + "1"} {
 		p := filepath.Join(dir, name)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove stale pin %s: %w", p, err)
@@ -286,7 +351,8 @@ func RemovePins(dir string) error {
 	return nil
 }
 
-// Unpin removes the pins this Datapath made.
+// Unpin removes the pins this Datapath made (and the links directory, if
+// nothing is pinned there any more).
 func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, p := range d.pinned {
@@ -295,6 +361,9 @@ func (d *Datapath) Unpin() error {
 		}
 	}
 	d.pinned = nil
+	if d.opts.PinPath != "" {
+		os.Remove(filepath.Join(d.opts.PinPath, pinLinks)) // fails when not empty
+	}
 	return errors.Join(errs...)
 }
 
@@ -304,6 +373,12 @@ func (d *Datapath) Close() error {
 	errs := []error{d.objs.Close()}
 	if d.ring != nil {
 		errs = append(errs, d.ring.rd.Close())
+	}
+	if d.persist != nil {
+		d.persist.close()
+	}
+	if d.legacy != nil {
+		d.legacy.close()
 	}
 	for _, m := range d.stores {
 		if m != nil {

@@ -10,7 +10,8 @@ import (
 )
 
 // Drain hands every flow counted since the previous Drain to fn (counts
-// summed over CPUs) and leaves the data plane counting into an empty store.
+// summed over CPUs), calls commit, then empties what it read, and leaves
+// the data plane counting into the other store.
 //
 // It is exact: it first points the programs at the other, empty store
 // through the map-in-map slot. The kernel returns from that update only
@@ -18,25 +19,74 @@ import (
 // (maybe_wait_bpf_programs: synchronize_rcu), so the old store has no
 // writer left when it is read and emptied with batch operations. No packet
 // is lost between the read and the delete, and none is counted twice.
+// commit (may be nil) runs between the two: the exporter persists its state
+// there (SaveState), so that a daemon that dies at any point loses nothing.
 //
 // For the ringbuf kind it takes what the ring consumer aggregated.
-func (d *Datapath) Drain(fn func(k *flow.Key, v *flow.Value)) (int, error) {
+func (d *Datapath) Drain(fn func(k *flow.Key, v *flow.Value), commit func() error) (int, error) {
 	if d.ring != nil {
-		return d.ring.take(fn), nil
+		n := d.ring.take(fn)
+		if commit != nil {
+			return n, commit()
+		}
+		return n, nil
 	}
-	old := d.stores[d.active]
+	old := d.active
 	next := 1 - d.active
 	if err := d.outer.Put(uint32(0), d.stores[next]); err != nil {
 		return 0, fmt.Errorf("swap flow store: %w", err)
 	}
 	d.active = next
-	if d.opts.Kind.isArray() {
-		return d.drainArray(old, fn)
+	d.draining = old
+	defer func() { d.draining = -1 }()
+	n, err := d.read(d.stores[old], fn)
+	if err != nil {
+		return n, err
 	}
-	return d.drainHash(old, fn)
+	if commit != nil {
+		if err := commit(); err != nil {
+			return n, err
+		}
+	}
+	return n, d.clear(d.stores[old])
 }
 
-func (d *Datapath) drainHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+// read hands fn every flow of a store no program writes to, remembering
+// what to empty.
+func (d *Datapath) read(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+	if d.opts.Kind.isArray() {
+		return d.readArray(m, fn)
+	}
+	return d.readHash(m, fn)
+}
+
+// clear empties what read found.
+func (d *Datapath) clear(m *ebpf.Map) error {
+	if d.opts.Kind.isArray() {
+		ncpu := d.ncpu(m)
+		for used := d.used; len(used) > 0; {
+			chunk := used[:min(len(used), batchSize)]
+			used = used[len(chunk):]
+			zero := make([]slot, len(chunk)*ncpu)
+			if _, err := m.BatchUpdate(chunk, zero, nil); err != nil {
+				return fmt.Errorf("clear flow store: %w", err)
+			}
+		}
+		d.used = d.used[:0]
+		return nil
+	}
+	for keys := d.readKeys; len(keys) > 0; {
+		chunk := keys[:min(len(keys), batchSize)]
+		keys = keys[len(chunk):]
+		if _, err := m.BatchDelete(chunk, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear flow store: %w", err)
+		}
+	}
+	d.readKeys = d.readKeys[:0]
+	return nil
+}
+
+func (d *Datapath) readHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
 	ncpu := d.ncpu(m)
 	if len(d.keys) < batchSize {
 		d.keys = make([]flow.Key, batchSize)
@@ -45,9 +95,10 @@ func (d *Datapath) drainHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 		d.vals = make([]flow.Value, batchSize*ncpu)
 	}
 	total := 0
+	d.readKeys = d.readKeys[:0]
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := m.BatchLookupAndDelete(&cursor, d.keys[:batchSize], d.vals[:batchSize*ncpu], nil)
+		n, err := m.BatchLookup(&cursor, d.keys[:batchSize], d.vals[:batchSize*ncpu], nil)
 		for i := 0; i < n; i++ {
 			v := d.vals[i*ncpu]
 			for c := 1; c < ncpu; c++ {
@@ -57,6 +108,7 @@ func (d *Datapath) drainHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 				fn(&d.keys[i], &v)
 			}
 		}
+		d.readKeys = append(d.readKeys, d.keys[:n]...)
 		total += n
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return total, nil
@@ -67,13 +119,13 @@ func (d *Datapath) drainHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 	}
 }
 
-// drainArray reads every slot, hands the filled ones to fn (merging slots
-// that hold the same key) and zeroes them.
-func (d *Datapath) drainArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+// readArray reads every slot and hands the filled ones to fn, merging
+// slots that hold the same key.
+func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
 	ncpu := d.ncpu(m)
 	idx := make([]uint32, batchSize)
 	vals := make([]slot, batchSize*ncpu)
-	var used []uint32
+	d.used = d.used[:0]
 	agg := make(map[flow.Key]*flow.Value)
 	var cursor ebpf.MapBatchCursor
 	for {
@@ -94,7 +146,7 @@ func (d *Datapath) drainArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int
 				}
 			}
 			if filled {
-				used = append(used, idx[i])
+				d.used = append(d.used, idx[i])
 			}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -102,14 +154,6 @@ func (d *Datapath) drainArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int
 		}
 		if err != nil {
 			return 0, fmt.Errorf("drain flow store: %w", err)
-		}
-	}
-	for len(used) > 0 {
-		chunk := used[:min(len(used), batchSize)]
-		used = used[len(chunk):]
-		zero := make([]slot, len(chunk)*ncpu)
-		if _, err := m.BatchUpdate(chunk, zero, nil); err != nil {
-			return 0, fmt.Errorf("clear flow store: %w", err)
 		}
 	}
 	for k, v := range agg {

@@ -65,7 +65,7 @@ func BenchmarkDrainEncode(b *testing.B) {
 				}
 				start := time.Now()
 				tab := newTable(0)
-				n, err := d.Drain(tab.add)
+				n, err := d.Drain(tab.add, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,9 +16,14 @@ import (
 
 // Source is the data plane as the exporter sees it (bpf.Datapath).
 type Source interface {
-	// Drain hands over every flow counted since the last Drain and leaves
-	// the data plane counting into an empty store.
-	Drain(fn func(k *flow.Key, v *flow.Value)) (int, error)
+	// Drain hands over every flow counted since the last Drain, calls
+	// commit, and leaves the data plane counting into an empty store.
+	Drain(fn func(k *flow.Key, v *flow.Value), commit func() error) (int, error)
+	// SaveState persists the flow table so that a daemon that dies loses
+	// nothing (a no-op without a pin path).
+	SaveState(each func(yield func(*flow.Key, *flow.State))) error
+	// Restore hands over an earlier daemon's table and counts.
+	Restore(state func(*flow.Key, *flow.State), counts func(*flow.Key, *flow.Value), commit func() error) error
 	// Peek hands over the same without removing anything.
 	Peek(fn func(k *flow.Key, v *flow.Value)) error
 	Counters() (bpf.Counters, error)
@@ -157,7 +163,38 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	defer e.mu.Unlock()
 	c := now()
 	start := time.Now()
-	n, err := e.src.Drain(e.add)
+	cnt, err := e.src.Counters()
+	if err != nil {
+		return false, err
+	}
+	if cnt.MissedPackets > e.lastMissed {
+		missed := cnt.MissedPackets - e.lastMissed
+		e.lastMissed = cnt.MissedPackets
+		e.stats.MissedPackets += missed
+		e.log.Warn("flow store full: packets not counted; scanning faster (raise datapath.max_flows)",
+			"missed_packets", missed)
+		pressure = true
+	}
+	// The records leave, and the state is saved, before the drained store
+	// is emptied (see bpf.Datapath.Drain).
+	n, err := e.src.Drain(e.add, func() error {
+		out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
+		before := len(out)
+		out = e.tab.relieve(c, pressure, out)
+		if len(out) > before {
+			e.stats.PressureEvents++
+			e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
+		}
+		e.stats.LastLag = 0
+		for i := range out {
+			if lag := time.Duration(int64(c.wallNow/1e6)-int64(out[i].EndMs)) * time.Millisecond; lag > e.stats.LastLag {
+				e.stats.LastLag = lag
+			}
+		}
+		e.send(out)
+		e.out = out[:0]
+		return e.save()
+	})
 	if err != nil {
 		return false, fmt.Errorf("drain: %w", err)
 	}
@@ -168,50 +205,66 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	}
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
-	cnt, err := e.src.Counters()
-	if err != nil {
-		return false, err
-	}
+	e.stats.ActiveFlows = len(e.tab.flows)
 	// Entries created in the store since the last drain, minus those the
 	// drain found: what an LRU store evicted. (Arrays may hold a flow in
 	// more than one slot, which this would count too: LRU kinds only.)
-	if ins := cnt.Inserts - e.lastInserts; e.lru && ins > uint64(n) {
-		e.stats.Evicted += ins - uint64(n)
-		e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
-			"evicted", ins-uint64(n))
-		pressure = true
+	if cnt, err := e.src.Counters(); err == nil {
+		if ins := cnt.Inserts - e.lastInserts; e.lru && ins > uint64(n) {
+			e.stats.Evicted += ins - uint64(n)
+			e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
+				"evicted", ins-uint64(n))
+			pressure = true
+		}
+		e.lastInserts = cnt.Inserts
 	}
-	e.lastInserts = cnt.Inserts
 	// A store nearly full within one scan interval: drain more often
 	// before it overflows.
 	if e.opts.MaxFlows > 0 && float64(n) >= highWater*float64(e.opts.MaxFlows) {
 		pressure = true
 	}
-	if cnt.MissedPackets > e.lastMissed {
-		missed := cnt.MissedPackets - e.lastMissed
-		e.lastMissed = cnt.MissedPackets
-		e.stats.MissedPackets += missed
-		e.log.Warn("flow store full: packets not counted; scanning faster (raise datapath.max_flows)",
-			"missed_packets", missed, "flows_drained", n)
-		pressure = true
-	}
-	out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
-	before := len(out)
-	out = e.tab.relieve(c, pressure, out)
-	if len(out) > before {
-		e.stats.PressureEvents++
-		e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
-	}
-	e.stats.LastLag = 0
-	for i := range out {
-		if lag := time.Duration(int64(c.wallNow/1e6)-int64(out[i].EndMs)) * time.Millisecond; lag > e.stats.LastLag {
-			e.stats.LastLag = lag
-		}
-	}
-	e.send(out)
-	e.out = out[:0]
-	e.stats.ActiveFlows = len(e.tab.flows)
 	return pressure, nil
+}
+
+// save persists the flow table (when the source keeps state).
+func (e *Exporter) save() error {
+	return e.src.SaveState(func(yield func(*flow.Key, *flow.State)) {
+		var st flow.State
+		for k, en := range e.tab.flows {
+			st = flow.State{
+				Period:     flow.Value{Packets: en.packets, Bytes: en.bytes, FirstNs: en.firstNs, LastNs: en.lastNs, TCPFlags: en.tcpFlags},
+				StartNs:    en.startNs,
+				LastSeen:   en.lastSeen,
+				TotPackets: en.totPackets,
+				TotBytes:   en.totBytes,
+				TotFlags:   en.totFlags,
+				TOS:        en.tos,
+			}
+			if en.finRst {
+				st.FinRst = 1
+			}
+			yield(&k, &st)
+		}
+	})
+}
+
+// Restore takes over what an earlier daemon left: its flow table and what
+// the data plane counted since. Call it once, before Run.
+func (e *Exporter) Restore() (flows int, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err = e.src.Restore(func(k *flow.Key, st *flow.State) {
+		e.tab.flows[*k] = &entry{
+			packets: st.Period.Packets, bytes: st.Period.Bytes, firstNs: st.Period.FirstNs, lastNs: st.Period.LastNs,
+			tcpFlags: st.Period.TCPFlags, startNs: st.StartNs, lastSeen: st.LastSeen,
+			totPackets: st.TotPackets, totBytes: st.TotBytes, totFlags: st.TotFlags, tos: st.TOS, finRst: st.FinRst != 0,
+		}
+	}, e.add, e.save)
+	if c, cerr := e.src.Counters(); cerr == nil {
+		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
+	}
+	e.stats.ActiveFlows = len(e.tab.flows)
+	return len(e.tab.flows), err
 }
 
 // add takes one drained flow into the table and the per-interface totals.
@@ -242,20 +295,39 @@ func (e *Exporter) send(recs []flow.Export) {
 func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	c := now()
-	_, err := e.src.Drain(e.add)
-	out := e.tab.flush(c, flow.ForcedEnd, e.out[:0])
-	e.send(out)
+	_, err := e.src.Drain(e.add, func() error {
+		e.send(e.tab.flush(c, flow.ForcedEnd, e.out[:0]))
+		return e.save() // nothing left for a next daemon
+	})
 	e.stats.ActiveFlows = 0
+	sinks := e.sinks
 	e.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("final drain: %w", err)
 	}
-	for _, s := range e.sinks {
-		if cerr := s.Close(ctx); cerr != nil && err == nil {
-			err = cerr
-		}
+	return errors.Join(err, closeSinks(ctx, sinks))
+}
+
+// Suspend is Shutdown for an upgrade (--keep-attached): the data plane
+// keeps counting, and the flows are saved, not ended, for the next daemon
+// to restore. The sinks send what they have queued.
+func (e *Exporter) Suspend(ctx context.Context) error {
+	e.mu.Lock()
+	_, err := e.src.Drain(e.add, e.save)
+	sinks := e.sinks
+	e.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("final drain: %w", err)
 	}
-	return err
+	return errors.Join(err, closeSinks(ctx, sinks))
+}
+
+func closeSinks(ctx context.Context, sinks []Sink) error {
+	var errs []error
+	for _, s := range sinks {
+		errs = append(errs, s.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // Snapshot returns every live flow with its cumulative counts since it

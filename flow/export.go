@@ -55,3 +55,17 @@ type ExportTotals struct {
 	Records  uint64
 	Octets   uint64
 }
+
+// State is a flow's exporter state as persisted across daemon restarts:
+// the counts since its last record (Period) and the flow as a whole.
+type State struct {
+	Period     Value // packets, bytes, first/last ns, TCP flags since the last record
+	StartNs    uint64
+	LastSeen   uint64
+	TotPackets uint64
+	TotBytes   uint64
+	TotFlags   uint32
+	TOS        uint8
+	FinRst     uint8
+	Pad        uint16
+}

@@ -57,10 +57,10 @@ type daemon struct {
 	stderr *bytes.Buffer
 }
 
-func startDaemon(t *testing.T, p *testnet.Pair, cfg string) *daemon {
+func startDaemon(t *testing.T, p *testnet.Pair, cfg string, flags ...string) *daemon {
 	t.Helper()
 	d := &daemon{stderr: &bytes.Buffer{}}
-	d.cmd = exec.Command("nsenter", "--net=/var/run/netns/"+p.NSNameA, xflowBin, "run", "-c", cfg)
+	d.cmd = exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + p.NSNameA, xflowBin, "run", "-c", cfg}, flags...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -239,9 +239,11 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 	}
 }
 
-// TestCrashRestart: after a kill -9, links die with the process but clsact
-// filters and a netlink XDP program stay; the next `xflow run` removes
-// them, and its own SIGTERM leaves nothing.
+// TestCrashRestart: after a kill -9 the XDP program stays attached through
+// its pinned link (and goes on counting) and a clsact filter stays too; the
+// next `xflow run` takes the link over and replaces the stale filter, and
+// its own SIGTERM leaves nothing. A netlink-attached XDP program named like
+// ours, left by something else, is removed at start.
 func TestCrashRestart(t *testing.T) {
 	requireRoot(t)
 	p := testnet.NewPair(t, "xc")
@@ -253,16 +255,31 @@ datapath: {map: hash, max_flows: 1024}
 pin_path: %s
 `, p.NameA, pin))
 	d := startDaemon(t, p, cfg)
+	before := attached(t, p)
 	d.stop(t, syscall.SIGKILL)
-	got := attached(t, p)
-	if got != "clsact filter:xflow_tc_egress" {
-		t.Fatalf("after kill -9, want the clsact filter left over, got %q", got)
+	if got := attached(t, p); got != before || !strings.HasPrefix(got, "xdp:") || !strings.Contains(got, "filter:xflow_tc_egress") {
+		t.Fatalf("after kill -9, want the pinned XDP link and the clsact filter left (%q), got %q", before, got)
 	}
 	// The pinned maps outlive the daemon: `xflow flows` still reads them.
 	flowsJSON(t, p, pin)
 
+	d = startDaemon(t, p, cfg)
+	if log := d.stderr.String(); !strings.Contains(log, "removed stale attachment") || !strings.Contains(log, "took over from an earlier daemon") {
+		t.Errorf("restart did not take over / clean up:\n%s", log)
+	}
+	got := attached(t, p)
+	if strings.Count(got, "filter:") != 1 || strings.Count(got, "xdp:") != 1 {
+		t.Fatalf("after restart: %q", got)
+	}
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
+	}
+	if got := attached(t, p); got != "" {
+		t.Fatalf("after SIGTERM: %q\n%s", got, d.stderr)
+	}
+
 	// A legacy (netlink) XDP attachment named like ours outlives its
-	// owner too: put one there.
+	// owner: put one there.
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xflow_xdp", Type: ebpf.XDP, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
 	if err != nil {
@@ -278,17 +295,9 @@ pin_path: %s
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := attached(t, p); !strings.HasPrefix(got, "xdp:") {
-		t.Fatalf("legacy xdp not attached: %q", got)
-	}
-
 	d = startDaemon(t, p, cfg)
 	if !strings.Contains(d.stderr.String(), "removed stale attachment") {
-		t.Errorf("restart did not report removing stale attachments:\n%s", d.stderr)
-	}
-	got = attached(t, p)
-	if strings.Count(got, "filter:") != 1 || strings.Count(got, "xdp:") != 1 {
-		t.Fatalf("after restart: %q", got)
+		t.Errorf("the netlink XDP program was not removed:\n%s", d.stderr)
 	}
 	if err := d.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("xflow run: %v\n%s", err, d.stderr)

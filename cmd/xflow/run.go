@@ -26,6 +26,7 @@ import (
 func cmdRun(args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("c", "/etc/xflow/xflow.yaml", "configuration `file`")
+	keep := fs.Bool("keep-attached", false, "on SIGTERM, leave the programs counting and save the flows for the next `xflow run` (upgrades)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	reload := make(chan os.Signal, 1)
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
-	return runDaemon(ctx, *path, cfg, reload, log)
+	return runDaemon(ctx, *path, cfg, reload, *keep, log)
 }
 
 // shutdownTimeout bounds the final export at SIGTERM.
@@ -49,7 +50,7 @@ const shutdownTimeout = 10 * time.Second
 // until ctx ends; then it detaches, drains a last time, exports every
 // remaining flow (reason 4, forced end) and stops. The pinned maps stay, so
 // `xflow flows` can still read them; the next run replaces them.
-func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <-chan os.Signal, log *slog.Logger) (err error) {
+func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <-chan os.Signal, keepAttached bool, log *slog.Logger) (err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("raise memlock limit", "err", err)
 	}
@@ -140,7 +141,7 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 			return err
 		}
 		atts = append(atts, a)
-		log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Desc)
+		log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Desc, "adopted", a.Adopted)
 		if ifc.Ingress == "xdp" && len(a.Desc) > 0 && a.Desc[0] == "xdp/generic" {
 			log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
 		}
@@ -169,6 +170,12 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 		defer stopMetrics()
 		met = m
 		log.Info("metrics", "listen", cfg.Metrics.Listen)
+	}
+	// What an earlier daemon left: its flows, and what was counted since.
+	if n, err := exp.Restore(); err != nil {
+		return fmt.Errorf("restore the earlier daemon's flows: %w", err)
+	} else if dp.Adopted || n > 0 {
+		log.Info("took over from an earlier daemon", "maps_adopted", dp.Adopted, "flows", n)
 	}
 	ctlStop, err := exporter.ServeControl(sock, exp, log)
 	if err != nil {
@@ -200,15 +207,31 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	reloadStop()
 	<-reloadDone
 
-	log.Info("stopping: detaching, exporting every flow")
-	derr := detach()
-	ringStop()
-	if rerr := <-ringDone; rerr != nil {
-		derr = errors.Join(derr, fmt.Errorf("ring buffer: %w", rerr))
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	serr := exp.Shutdown(sctx)
+	var derr, serr error
+	if keepAttached {
+		// An upgrade: the programs go on counting through their pinned
+		// links; the flows are saved for the next daemon.
+		log.Info("stopping, leaving the data plane attached (--keep-attached)")
+		for _, a := range atts {
+			derr = errors.Join(derr, a.Release())
+		}
+		atts = nil
+		ringStop()
+		if rerr := <-ringDone; rerr != nil {
+			derr = errors.Join(derr, fmt.Errorf("ring buffer: %w", rerr))
+		}
+		serr = exp.Suspend(sctx)
+	} else {
+		log.Info("stopping: detaching, exporting every flow")
+		derr = detach()
+		ringStop()
+		if rerr := <-ringDone; rerr != nil {
+			derr = errors.Join(derr, fmt.Errorf("ring buffer: %w", rerr))
+		}
+		serr = exp.Shutdown(sctx)
+	}
 	shutDown = true
 	cols.logTotals()
 	st := exp.Stats()

@@ -1,0 +1,286 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xflow-net/xflow/flow"
+)
+
+// Restarts without loss.
+//
+// With a pin path, the maps, the links and the exporter's flow state
+// outlive the daemon. The links keep the programs attached and counting
+// while no daemon runs; the next `xflow run` with a compatible
+// configuration adopts the maps (its new programs are loaded with them,
+// and the pinned links are updated to the new programs, with no gap), reads
+// back the state, and exports what was counted meanwhile.
+//
+// The state is the exporter's flow table after each scan, written to one of
+// two state maps in turn; a one-entry meta map then says which state map is
+// current and which flow store's counts it already includes. Only then is
+// that store emptied. Whenever the daemon dies, the next one finds either
+// the store not yet merged (it merges it) or merged but not yet emptied (it
+// empties it): no packet is lost or counted twice.
+
+// meta is the value of the meta map.
+type meta struct {
+	State  uint32 // the current state map, 0 or 1
+	Merged uint32 // the flow store (0 or 1) whose counts that state includes; noStore if none
+}
+
+const noStore = 2
+
+// Pin names of the state.
+const (
+	pinMeta      = "meta"
+	pinStatePref = "state_" // state_0, state_1
+	pinLinks     = "links"  // a directory of pinned links
+)
+
+type persisted struct {
+	meta  *ebpf.Map
+	state [2]*ebpf.Map
+	cur   meta
+	keys  [2][]flow.Key // what each state map holds
+}
+
+func newPersisted(maxFlows uint32) (*persisted, error) {
+	p := &persisted{cur: meta{State: 0, Merged: noStore}}
+	var err error
+	p.meta, err = ebpf.NewMap(&ebpf.MapSpec{Name: "xflow_meta", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("create state map: %w", err)
+	}
+	for i := range p.state {
+		p.state[i], err = ebpf.NewMap(&ebpf.MapSpec{Name: fmt.Sprintf("xflow_state_%d", i), Type: ebpf.Hash,
+			KeySize: 48, ValueSize: 80, MaxEntries: maxFlows, Flags: 1 /* BPF_F_NO_PREALLOC */})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("create state map: %w", err)
+		}
+	}
+	if err := p.meta.Put(uint32(0), p.cur); err != nil {
+		p.close()
+		return nil, fmt.Errorf("init state map: %w", err)
+	}
+	return p, nil
+}
+
+func (p *persisted) close() {
+	for _, m := range append(p.state[:], p.meta) {
+		if m != nil {
+			m.Close()
+		}
+	}
+}
+
+// previous is what an earlier daemon pinned under the pin path.
+type previous struct {
+	outer, counters, events *ebpf.Map
+	stores                  [2]*ebpf.Map
+	p                       *persisted
+}
+
+func (pr *previous) close() {
+	for _, m := range []*ebpf.Map{pr.outer, pr.counters, pr.events, pr.stores[0], pr.stores[1]} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	if pr.p != nil {
+		pr.p.close()
+	}
+}
+
+// openPrevious opens an earlier daemon's pinned maps, or returns nil when
+// there are none (or not all of them).
+func openPrevious(dir string) *previous {
+	load := func(name string) *ebpf.Map {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			return nil
+		}
+		return m
+	}
+	pr := &previous{counters: load(pinCounters), outer: load(pinStore), events: load(pinEvents),
+		stores: [2]*ebpf.Map{load(pinStorePref + "0"), load(pinStorePref + "1")},
+		p:      &persisted{meta: load(pinMeta), state: [2]*ebpf.Map{load(pinStatePref + "0"), load(pinStatePref + "1")}}}
+	complete := pr.counters != nil && pr.p.meta != nil && pr.p.state[0] != nil && pr.p.state[1] != nil &&
+		(pr.events != nil || (pr.outer != nil && pr.stores[0] != nil && pr.stores[1] != nil))
+	if !complete || pr.p.meta.Lookup(uint32(0), &pr.p.cur) != nil {
+		pr.close()
+		return nil
+	}
+	return pr
+}
+
+// compatible says whether the new daemon can count on in the earlier
+// daemon's maps: same kind and sizes.
+func (pr *previous) compatible(o Options) bool {
+	if pr.p.state[0].MaxEntries() != o.MaxFlows {
+		return false
+	}
+	if o.Kind == KindRingbuf {
+		return pr.events != nil && pr.outer == nil && pr.events.MaxEntries() == o.RingSize
+	}
+	return pr.outer != nil && pr.stores[0].Type() == o.Kind.mapType() && pr.stores[0].MaxEntries() == o.MaxFlows
+}
+
+// activeStore says which store the outer slot holds.
+func activeStore(outer *ebpf.Map, stores [2]*ebpf.Map) (int, error) {
+	var id uint32
+	if err := outer.Lookup(uint32(0), &id); err != nil {
+		return 0, fmt.Errorf("read the flow store slot: %w", err)
+	}
+	for i, s := range stores {
+		info, err := s.Info()
+		if err != nil {
+			return 0, err
+		}
+		if sid, _ := info.ID(); uint32(sid) == id {
+			return i, nil
+		}
+	}
+	return 0, errors.New("the flow store slot holds neither pinned store")
+}
+
+// SaveState persists the exporter's flow table (each yields every flow's
+// state): it writes the state map not current, then makes it current and
+// records that it includes the store being drained (inside Drain's commit)
+// — after which that store may be emptied. Without a pin path it does
+// nothing.
+func (d *Datapath) SaveState(each func(yield func(*flow.Key, *flow.State))) error {
+	p := d.persist
+	if p == nil {
+		return nil
+	}
+	next := 1 - p.cur.State
+	m := p.state[next]
+	if old := p.keys[next]; len(old) > 0 {
+		if _, err := m.BatchDelete(old, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear state map: %w", err)
+		}
+	}
+	keys := p.keys[next][:0]
+	var vals []flow.State
+	each(func(k *flow.Key, s *flow.State) {
+		keys = append(keys, *k)
+		vals = append(vals, *s)
+	})
+	for i := 0; i < len(keys); i += batchSize {
+		j := min(i+batchSize, len(keys))
+		if _, err := m.BatchUpdate(keys[i:j], vals[i:j], nil); err != nil {
+			return fmt.Errorf("write state map: %w", err)
+		}
+	}
+	p.keys[next] = keys
+	merged := p.cur.Merged
+	if d.draining >= 0 {
+		merged = uint32(d.draining)
+	}
+	cur := meta{State: next, Merged: merged}
+	if err := p.meta.Put(uint32(0), cur); err != nil {
+		return fmt.Errorf("write state meta: %w", err)
+	}
+	p.cur = cur
+	return nil
+}
+
+// Restore hands the state an earlier daemon persisted to state, and what it
+// counted since into counts: the store that was filling when it died (not
+// yet merged) through a drain-like read, calling commit before emptying it
+// (as Drain does). A new data plane without an earlier one has nothing to
+// restore.
+func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow.Key, *flow.Value), commit func() error) error {
+	src := d.persist
+	if d.legacy != nil {
+		src = d.legacy.p
+	}
+	if src == nil || !d.restorable {
+		return nil
+	}
+	var cursor ebpf.MapBatchCursor
+	keys := make([]flow.Key, batchSize)
+	vals := make([]flow.State, batchSize)
+	cur := src.state[src.cur.State]
+	for {
+		n, err := cur.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			state(&keys[i], &vals[i])
+		}
+		if d.legacy == nil {
+			d.persist.keys[src.cur.State] = append(d.persist.keys[src.cur.State], keys[:n]...)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read state: %w", err)
+		}
+	}
+	d.restorable = false
+	if d.legacy != nil {
+		// An incompatible earlier data plane: take all it counted, then
+		// let it go.
+		l := d.legacy
+		d.legacy = nil
+		defer l.close()
+		if l.events != nil {
+			return nil // its ring's records are gone with its consumer
+		}
+		for i, s := range l.stores {
+			if uint32(i) == l.p.cur.Merged {
+				continue
+			}
+			agg := map[flow.Key]*flow.Value{}
+			if err := readStore(s, agg); err != nil {
+				return err
+			}
+			for k, v := range agg {
+				counts(&k, v)
+			}
+		}
+		return commit()
+	}
+	if d.ring != nil {
+		return nil
+	}
+	// The store the programs are not filling: merged already (empty it),
+	// or not (merge it, commit, empty it).
+	idle := 1 - d.active
+	if uint32(idle) != d.persist.cur.Merged {
+		d.draining = idle
+		defer func() { d.draining = -1 }()
+		if _, err := d.read(d.stores[idle], counts); err != nil {
+			return err
+		}
+		if err := commit(); err != nil {
+			return err
+		}
+	}
+	return d.clear(d.stores[idle])
+}
+
+// pinLinkPath is where the link of one hook on one interface is pinned.
+func pinLinkPath(dir, iface, hook string) string {
+	return filepath.Join(dir, pinLinks, iface+"-"+hook)
+}
+
+func removeLinkPins(dir string) error {
+	entries, err := os.ReadDir(filepath.Join(dir, pinLinks))
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(dir, pinLinks, e.Name())); err != nil {
+			return fmt.Errorf("remove pinned link: %w", err)
+		}
+	}
+	os.Remove(filepath.Join(dir, pinLinks))
+	return nil
+}
