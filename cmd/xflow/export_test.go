@@ -220,6 +220,19 @@ export:
 			if err := <-tcpDone; err != nil {
 				t.Fatal(err)
 			}
+			// The collectors that are down cost nothing but counted errors.
+			m := scrape(t, p, "127.0.0.1:9180")
+			if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 60 || rss > 200<<20 {
+				t.Errorf("with two collectors down: %v goroutines, %v bytes resident", g, rss)
+			}
+			if e := m[`xflow_export_send_errors_total{collector="127.0.0.1:9",protocol="ipfix",transport="udp"}`]; e == 0 {
+				t.Errorf("no send errors counted for the absent UDP collector")
+			}
+			t.Logf("%s: with two collectors down: %v goroutines, %.0f MB resident; absent UDP collector: %v send errors; down TCP collector: %v records queued, %v dropped",
+				kind, m["go_goroutines"], m["process_resident_memory_bytes"]/1e6,
+				m[`xflow_export_send_errors_total{collector="127.0.0.1:9",protocol="ipfix",transport="udp"}`],
+				m[`xflow_export_queued_records{collector="127.0.0.1:9",protocol="ipfix",transport="tcp"}`],
+				m[`xflow_export_dropped_records_total{collector="127.0.0.1:9",protocol="ipfix",transport="tcp"}`])
 			time.Sleep(300 * time.Millisecond)
 			capIn, capOut := capt.Stop()
 			if err := capt.Err(); err != nil {
@@ -323,6 +336,13 @@ export:
 	coll.Close() // graceful: the exporter sees the FIN
 	first = coll.Stats()
 	time.Sleep(2 * time.Second)
+	// While the collector is down: bounded, records queued.
+	m := scrape(t, p, "127.0.0.1:9180")
+	if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 60 || rss > 200<<20 {
+		t.Errorf("with the TCP collector down: %v goroutines, %v bytes resident", g, rss)
+	}
+	t.Logf("TCP collector down: %v goroutines, %.0f MB resident, %v records queued", m["go_goroutines"],
+		m["process_resident_memory_bytes"]/1e6, m[fmt.Sprintf(`xflow_export_queued_records{collector="%s",protocol="ipfix",transport="tcp"}`, addr)])
 	coll2 := listenCollector(t, p, "tcp://"+addr, sink)
 	sent := <-sentCh
 	time.Sleep(time.Second)
