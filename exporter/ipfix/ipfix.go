@@ -53,6 +53,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/xflow-net/xflow/exporter/internal/setpack"
+
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -106,15 +108,12 @@ var ErrMTU = errors.New("ipfix: MTU too small for a record")
 // collector connection) and one observation domain. It is not safe for
 // concurrent use.
 type Encoder struct {
+	setpack.Packer // the message being built: its buffer and sets
+
 	domain uint32
-	mtu    int
 	seq    uint32 // data records sent in this session, mod 2^32
-	buf    []byte // the message being built; len(buf) == mtu
 
 	// The message being built.
-	n          int    // bytes used in buf (the header's included)
-	set        int    // offset of the open set's header in buf; 0 if none
-	setID      uint16 // ID of the open set
 	records    uint32 // data records in the message, for the next sequence number
 	flows      uint32 // of which flow records
 	exportTime uint32
@@ -131,7 +130,7 @@ func NewEncoder(o Options) *Encoder {
 	case mtu > maxMessageLen:
 		mtu = maxMessageLen
 	}
-	e := &Encoder{domain: o.ObservationDomain, mtu: mtu, buf: make([]byte, mtu)}
+	e := &Encoder{Packer: setpack.New(mtu, headerLen), domain: o.ObservationDomain}
 	e.begin()
 	return e
 }
@@ -155,22 +154,22 @@ func (e *Encoder) Reset() {
 func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, send func(msg []byte) error) error {
 	// Check that every record fits before sending anything.
 	for _, t := range templateRecords {
-		if !e.fitsAlone(len(t)) {
-			return fmt.Errorf("%w: %d-byte template record in %d-byte messages", ErrMTU, len(t), e.mtu)
+		if !e.FitsAlone(len(t)) {
+			return fmt.Errorf("%w: %d-byte template record in %d-byte messages", ErrMTU, len(t), e.MTU)
 		}
 	}
 	for _, t := range optionsTemplateRecords {
-		if !e.fitsAlone(len(t)) {
-			return fmt.Errorf("%w: %d-byte options template record in %d-byte messages", ErrMTU, len(t), e.mtu)
+		if !e.FitsAlone(len(t)) {
+			return fmt.Errorf("%w: %d-byte options template record in %d-byte messages", ErrMTU, len(t), e.MTU)
 		}
 	}
-	if !e.fitsAlone(statsRecordLen) {
-		return fmt.Errorf("%w: %d-byte statistics record in %d-byte messages", ErrMTU, statsRecordLen, e.mtu)
+	if !e.FitsAlone(statsRecordLen) {
+		return fmt.Errorf("%w: %d-byte statistics record in %d-byte messages", ErrMTU, statsRecordLen, e.MTU)
 	}
 	for i := range ifaces {
-		if n := ifaceRecordLen(ifaces[i].Name); !e.fitsAlone(n) {
+		if n := ifaceRecordLen(ifaces[i].Name); !e.FitsAlone(n) {
 			return fmt.Errorf("%w: interface %d (%q): %d-byte record in %d-byte messages",
-				ErrMTU, ifaces[i].Index, ifaces[i].Name, n, e.mtu)
+				ErrMTU, ifaces[i].Index, ifaces[i].Name, n, e.MTU)
 		}
 	}
 
@@ -237,11 +236,11 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 			return fmt.Errorf("ipfix: record %d: IP version %d", i, recs[i].Key.IPVersion)
 		}
 	}
-	if n4 > 0 && !e.fitsAlone(ipv4RecordLen) {
-		return fmt.Errorf("%w: %d-byte IPv4 record in %d-byte messages", ErrMTU, ipv4RecordLen, e.mtu)
+	if n4 > 0 && !e.FitsAlone(ipv4RecordLen) {
+		return fmt.Errorf("%w: %d-byte IPv4 record in %d-byte messages", ErrMTU, ipv4RecordLen, e.MTU)
 	}
-	if n6 > 0 && !e.fitsAlone(ipv6RecordLen) {
-		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte messages", ErrMTU, ipv6RecordLen, e.mtu)
+	if n6 > 0 && !e.FitsAlone(ipv6RecordLen) {
+		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte messages", ErrMTU, ipv6RecordLen, e.MTU)
 	}
 
 	e.begin()
@@ -253,8 +252,8 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		}
 		for ; room > 0 && n4 > 0; i++ {
 			if r := &recs[i]; r.Key.IPVersion == 4 {
-				putIPv4(e.buf[e.n:e.n+ipv4RecordLen], r)
-				e.n += ipv4RecordLen
+				putIPv4(e.Buf[e.N:e.N+ipv4RecordLen], r)
+				e.N += ipv4RecordLen
 				e.records++
 				e.flows++
 				room--
@@ -269,8 +268,8 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		}
 		for ; room > 0 && n6 > 0; i++ {
 			if r := &recs[i]; r.Key.IPVersion == 6 {
-				putIPv6(e.buf[e.n:e.n+ipv6RecordLen], r)
-				e.n += ipv6RecordLen
+				putIPv6(e.Buf[e.N:e.N+ipv6RecordLen], r)
+				e.N += ipv6RecordLen
 				e.records++
 				e.flows++
 				room--
@@ -376,63 +375,18 @@ func putVarLen(b []byte, s string) {
 	copy(b[3:], s)
 }
 
-// pad is the number of zero octets that bring a set of n bytes to a
-// multiple of 4.
-func pad(n int) int { return -n & 3 }
-
-// fitsAlone says whether a record of n bytes fits in a message of its own.
-// Encode and Templates check that every record does before sending
-// anything.
-func (e *Encoder) fitsAlone(n int) bool {
-	return headerLen+setHeaderLen+n+pad(setHeaderLen+n) <= e.mtu
-}
-
 // begin starts a new, empty message.
 func (e *Encoder) begin() {
-	e.n = headerLen
-	e.set = 0
+	e.Packer.Reset()
 	e.records = 0
 	e.flows = 0
 }
 
-// room opens a set with ID id in the current message, or continues the open
-// one, and returns how many n-byte records fit in it (at least one), sending
-// the current message first and starting a new one if none does. The caller
-// writes the records at e.buf[e.n:] and counts them in e.n and, for data
-// records, e.records.
+// room opens a set with ID id in the current message, or continues the
+// open one, and returns how many n-byte records fit in it (at least one),
+// sending the current message first if none does.
 func (e *Encoder) room(id uint16, n int, send func([]byte) error) (int, error) {
-	k := e.fit(id, n)
-	if k == 0 {
-		if err := e.flush(send); err != nil {
-			return 0, err
-		}
-		if k = e.fit(id, n); k == 0 { // checked by the callers beforehand
-			return 0, fmt.Errorf("%w: %d-byte record for set %d in %d-byte messages", ErrMTU, n, id, e.mtu)
-		}
-	}
-	e.openSet(id)
-	return k, nil
-}
-
-// fit is how many n-byte records fit in the current message in a set with
-// ID id (the open set, or a new one after it), counting the sets' padding.
-func (e *Encoder) fit(id uint16, n int) int {
-	set, start := e.set, e.n // the set's header, its first free byte
-	if set == 0 || e.setID != id {
-		set = e.n
-		if e.set != 0 {
-			set += pad(e.n - e.set) // the open set's padding
-		}
-		start = set + setHeaderLen
-	}
-	if start > e.mtu {
-		return 0
-	}
-	k := (e.mtu - start) / n
-	if end := start + k*n; k > 0 && end+pad(end-set) > e.mtu {
-		k-- // no room for the padding: one record less leaves room (n > 3)
-	}
-	return k
+	return e.Room(id, n, func() error { return e.flush(send) }, ErrMTU)
 }
 
 // record reserves n bytes for a record in a set with ID id, sending the
@@ -442,52 +396,28 @@ func (e *Encoder) record(id uint16, n int, send func([]byte) error) ([]byte, err
 	if _, err := e.room(id, n, send); err != nil {
 		return nil, err
 	}
-	b := e.buf[e.n : e.n+n]
-	e.n += n
+	b := e.Buf[e.N : e.N+n]
+	e.N += n
 	if id >= TemplateIPv4 {
 		e.records++
 	}
 	return b, nil
 }
 
-// openSet starts a set with ID id, closing the open set, unless the open
-// set has that ID.
-func (e *Encoder) openSet(id uint16) {
-	if e.set != 0 && e.setID == id {
-		return
-	}
-	e.closeSet()
-	e.set, e.setID = e.n, id
-	be.PutUint16(e.buf[e.n:], id) // its length is written by closeSet
-	e.n += setHeaderLen
-}
-
-// closeSet pads the open set, if any, and writes its length.
-func (e *Encoder) closeSet() {
-	if e.set == 0 {
-		return
-	}
-	p := pad(e.n - e.set)
-	clear(e.buf[e.n : e.n+p])
-	e.n += p
-	be.PutUint16(e.buf[e.set+2:], uint16(e.n-e.set))
-	e.set = 0
-}
-
 // flush completes the current message, if it holds any set, and sends it.
 // The sequence number advances by its data records if send succeeds.
 func (e *Encoder) flush(send func([]byte) error) error {
-	e.closeSet()
-	if e.n == headerLen {
+	e.CloseSet()
+	if e.Empty() {
 		return nil
 	}
-	h := e.buf[:headerLen]
+	h := e.Buf[:headerLen]
 	be.PutUint16(h[0:], version)
-	be.PutUint16(h[2:], uint16(e.n))
+	be.PutUint16(h[2:], uint16(e.N))
 	be.PutUint32(h[4:], e.exportTime)
 	be.PutUint32(h[8:], e.seq)
 	be.PutUint32(h[12:], e.domain)
-	err := send(e.buf[:e.n])
+	err := send(e.Buf[:e.N])
 	if err == nil {
 		e.seq += e.records
 		e.sent += uint64(e.flows)

@@ -108,6 +108,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/xflow-net/xflow/exporter/internal/setpack"
+
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -170,17 +172,14 @@ var ErrMTU = errors.New("netflow9: MTU too small for a record")
 // Encoder builds the NetFlow v9 packets of one transport session and one
 // source ID. It is not safe for concurrent use.
 type Encoder struct {
+	setpack.Packer // the packet being built: its buffer and FlowSets
+
 	source uint32
-	mtu    int
 	boot   int64  // Options.Boot, ms since the Unix epoch
 	boot32 uint32 // the same, mod 2^32: FIRST_SWITCHED = StartMs - boot32
 	seq    uint32 // packets sent in this session, mod 2^32
-	buf    []byte // the packet being built; len(buf) == mtu
 
 	// The packet being built.
-	n        int    // bytes used in buf (the header's included)
-	set      int    // offset of the open FlowSet's header in buf; 0 if none
-	setID    uint16 // ID of the open FlowSet
 	count    uint16 // records of every kind, for the header's count
 	flows    uint32 // of which flow records
 	unixSecs uint32
@@ -202,7 +201,7 @@ func NewEncoder(o Options) *Encoder {
 	if boot.IsZero() {
 		boot = time.Now()
 	}
-	e := &Encoder{source: o.SourceID, mtu: mtu, buf: make([]byte, mtu)}
+	e := &Encoder{Packer: setpack.New(mtu, headerLen), source: o.SourceID}
 	e.boot = boot.UnixMilli()
 	e.boot32 = uint32(e.boot)
 	e.begin()
@@ -225,20 +224,20 @@ func (e *Encoder) Reset() {
 func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, send func(msg []byte) error) error {
 	// Check that every record fits before sending anything.
 	for _, t := range templateRecords {
-		if !e.fitsAlone(len(t)) {
-			return fmt.Errorf("%w: %d-byte template record in %d-byte packets", ErrMTU, len(t), e.mtu)
+		if !e.FitsAlone(len(t)) {
+			return fmt.Errorf("%w: %d-byte template record in %d-byte packets", ErrMTU, len(t), e.MTU)
 		}
 	}
 	for _, t := range optionsTemplateRecords {
-		if !e.fitsAlone(len(t)) {
-			return fmt.Errorf("%w: %d-byte options template record in %d-byte packets", ErrMTU, len(t), e.mtu)
+		if !e.FitsAlone(len(t)) {
+			return fmt.Errorf("%w: %d-byte options template record in %d-byte packets", ErrMTU, len(t), e.MTU)
 		}
 	}
-	if !e.fitsAlone(statsRecordLen) {
-		return fmt.Errorf("%w: %d-byte statistics record in %d-byte packets", ErrMTU, statsRecordLen, e.mtu)
+	if !e.FitsAlone(statsRecordLen) {
+		return fmt.Errorf("%w: %d-byte statistics record in %d-byte packets", ErrMTU, statsRecordLen, e.MTU)
 	}
-	if len(ifaces) > 0 && !e.fitsAlone(ifaceRecordLen) {
-		return fmt.Errorf("%w: %d-byte interface record in %d-byte packets", ErrMTU, ifaceRecordLen, e.mtu)
+	if len(ifaces) > 0 && !e.FitsAlone(ifaceRecordLen) {
+		return fmt.Errorf("%w: %d-byte interface record in %d-byte packets", ErrMTU, ifaceRecordLen, e.MTU)
 	}
 
 	e.begin()
@@ -319,11 +318,11 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 			return fmt.Errorf("netflow9: record %d: IP version %d", i, recs[i].Key.IPVersion)
 		}
 	}
-	if n4 > 0 && !e.fitsAlone(ipv4RecordLen) {
-		return fmt.Errorf("%w: %d-byte IPv4 record in %d-byte packets", ErrMTU, ipv4RecordLen, e.mtu)
+	if n4 > 0 && !e.FitsAlone(ipv4RecordLen) {
+		return fmt.Errorf("%w: %d-byte IPv4 record in %d-byte packets", ErrMTU, ipv4RecordLen, e.MTU)
 	}
-	if n6 > 0 && !e.fitsAlone(ipv6RecordLen) {
-		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte packets", ErrMTU, ipv6RecordLen, e.mtu)
+	if n6 > 0 && !e.FitsAlone(ipv6RecordLen) {
+		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte packets", ErrMTU, ipv6RecordLen, e.MTU)
 	}
 
 	e.begin()
@@ -335,8 +334,8 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		}
 		for ; room > 0 && n4 > 0; i++ {
 			if r := &recs[i]; r.Key.IPVersion == 4 {
-				e.putIPv4(e.buf[e.n:e.n+ipv4RecordLen], r)
-				e.n += ipv4RecordLen
+				e.putIPv4(e.Buf[e.N:e.N+ipv4RecordLen], r)
+				e.N += ipv4RecordLen
 				e.count++
 				e.flows++
 				room--
@@ -351,8 +350,8 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		}
 		for ; room > 0 && n6 > 0; i++ {
 			if r := &recs[i]; r.Key.IPVersion == 6 {
-				e.putIPv6(e.buf[e.n:e.n+ipv6RecordLen], r)
-				e.n += ipv6RecordLen
+				e.putIPv6(e.Buf[e.N:e.N+ipv6RecordLen], r)
+				e.N += ipv6RecordLen
 				e.count++
 				e.flows++
 				room--
@@ -442,66 +441,18 @@ func (e *Encoder) putTail(b []byte, r *flow.Export) {
 	b[45] = k.IPVersion
 }
 
-// pad is the number of zero octets that bring a FlowSet of n bytes to a
-// multiple of 4.
-func pad(n int) int { return -n & 3 }
-
-// fitsAlone says whether a record of n bytes fits in a packet of its own.
-// Encode and Templates check that every record does before sending
-// anything.
-func (e *Encoder) fitsAlone(n int) bool {
-	return headerLen+setHeaderLen+n+pad(setHeaderLen+n) <= e.mtu
-}
-
 // begin starts a new, empty packet.
 func (e *Encoder) begin() {
-	e.n = headerLen
-	e.set = 0
+	e.Packer.Reset()
 	e.count = 0
 	e.flows = 0
 }
 
 // room opens a FlowSet with ID id in the current packet, or continues the
 // open one, and returns how many n-byte records fit in it (at least one),
-// sending the current packet first and starting a new one if none does. The
-// caller writes the records at e.buf[e.n:] and counts them in e.n and
-// e.count.
+// sending the current packet first if none does.
 func (e *Encoder) room(id uint16, n int, send func([]byte) error) (int, error) {
-	k := e.fit(id, n)
-	if k == 0 {
-		if err := e.flush(send); err != nil {
-			return 0, err
-		}
-		if k = e.fit(id, n); k == 0 { // checked by the callers beforehand
-			return 0, fmt.Errorf("%w: %d-byte record for FlowSet %d in %d-byte packets", ErrMTU, n, id, e.mtu)
-		}
-	}
-	e.openSet(id)
-	return k, nil
-}
-
-// fit is how many n-byte records fit in the current packet in a FlowSet
-// with ID id (the open FlowSet, or a new one after it), counting the
-// FlowSets' padding.
-func (e *Encoder) fit(id uint16, n int) int {
-	set, start := e.set, e.n // the FlowSet's header, its first free byte
-	if set == 0 || e.setID != id {
-		set = e.n
-		if e.set != 0 {
-			set += pad(e.n - e.set) // the open FlowSet's padding
-		}
-		start = set + setHeaderLen
-	}
-	if start > e.mtu {
-		return 0
-	}
-	k := (e.mtu - start) / n
-	if end := start + k*n; k > 0 && end+pad(end-set) > e.mtu {
-		k-- // no room for the padding: one record less leaves room (n > 3)
-	}
-	// The header's count is 16 bits: a packet of at most 65535 bytes holds
-	// at most 2978 records (22 bytes at least), far from overflowing it.
-	return k
+	return e.Room(id, n, func() error { return e.flush(send) }, ErrMTU)
 }
 
 // record reserves n bytes for a record in a FlowSet with ID id, sending the
@@ -511,51 +462,27 @@ func (e *Encoder) record(id uint16, n int, send func([]byte) error) ([]byte, err
 	if _, err := e.room(id, n, send); err != nil {
 		return nil, err
 	}
-	b := e.buf[e.n : e.n+n]
-	e.n += n
+	b := e.Buf[e.N : e.N+n]
+	e.N += n
 	e.count++ // template records count too
 	return b, nil
-}
-
-// openSet starts a FlowSet with ID id, closing the open FlowSet, unless the
-// open FlowSet has that ID.
-func (e *Encoder) openSet(id uint16) {
-	if e.set != 0 && e.setID == id {
-		return
-	}
-	e.closeSet()
-	e.set, e.setID = e.n, id
-	be.PutUint16(e.buf[e.n:], id) // its length is written by closeSet
-	e.n += setHeaderLen
-}
-
-// closeSet pads the open FlowSet, if any, and writes its length.
-func (e *Encoder) closeSet() {
-	if e.set == 0 {
-		return
-	}
-	p := pad(e.n - e.set)
-	clear(e.buf[e.n : e.n+p])
-	e.n += p
-	be.PutUint16(e.buf[e.set+2:], uint16(e.n-e.set))
-	e.set = 0
 }
 
 // flush completes the current packet, if it holds any FlowSet, and sends
 // it. The sequence number advances by one if send succeeds.
 func (e *Encoder) flush(send func([]byte) error) error {
-	e.closeSet()
-	if e.n == headerLen {
+	e.CloseSet()
+	if e.Empty() {
 		return nil
 	}
-	h := e.buf[:headerLen]
+	h := e.Buf[:headerLen]
 	be.PutUint16(h[0:], version)
 	be.PutUint16(h[2:], e.count)
 	be.PutUint32(h[4:], e.uptime)
 	be.PutUint32(h[8:], e.unixSecs)
 	be.PutUint32(h[12:], e.seq)
 	be.PutUint32(h[16:], e.source)
-	err := send(e.buf[:e.n])
+	err := send(e.Buf[:e.N])
 	if err == nil {
 		e.seq++
 		e.sent += uint64(e.flows)
