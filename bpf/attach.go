@@ -251,6 +251,15 @@ func clsact(ifindex int) *netlink.GenericQdisc {
 	}
 }
 
+// PinnedLinks lists the paths of this attachment's pinned links.
+func (a *Attachment) PinnedLinks() []string {
+	var out []string
+	for _, p := range a.pinned {
+		out = append(out, p)
+	}
+	return out
+}
+
 // Release lets go of the attachment but leaves the programs attached
 // through their pinned links (--keep-attached), for the next daemon to
 // adopt. clsact filters stay too.

@@ -188,7 +188,7 @@ func Load(opts Options) (d *Datapath, err error) {
 	if opts.PinPath != "" && isBPFFS(opts.PinPath) {
 		prev = openPrevious(opts.PinPath)
 	}
-	if prev != nil && prev.compatible(opts) {
+	if prev != nil && prev.compatible(opts, spec) {
 		lopts.MapReplacements = map[string]*ebpf.Map{"counters": prev.counters}
 		if opts.Kind == KindRingbuf {
 			lopts.MapReplacements["events"] = prev.events

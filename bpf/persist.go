@@ -57,8 +57,10 @@ func newPersisted(maxFlows uint32) (*persisted, error) {
 		return nil, fmt.Errorf("create state map: %w", err)
 	}
 	for i := range p.state {
+		// Room for a full table plus a full drained store (the exporter
+		// relieves its table only after merging a drain).
 		p.state[i], err = ebpf.NewMap(&ebpf.MapSpec{Name: fmt.Sprintf("xflow_state_%d", i), Type: ebpf.Hash,
-			KeySize: 48, ValueSize: 80, MaxEntries: maxFlows, Flags: 1 /* BPF_F_NO_PREALLOC */})
+			KeySize: 48, ValueSize: 80, MaxEntries: stateEntries(maxFlows), Flags: 1 /* BPF_F_NO_PREALLOC */})
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("create state map: %w", err)
@@ -70,6 +72,8 @@ func newPersisted(maxFlows uint32) (*persisted, error) {
 	}
 	return p, nil
 }
+
+func stateEntries(maxFlows uint32) uint32 { return 2 * maxFlows }
 
 func (p *persisted) close() {
 	for _, m := range append(p.state[:], p.meta) {
@@ -121,14 +125,22 @@ func openPrevious(dir string) *previous {
 
 // compatible says whether the new daemon can count on in the earlier
 // daemon's maps: same kind and sizes.
-func (pr *previous) compatible(o Options) bool {
-	if pr.p.state[0].MaxEntries() != o.MaxFlows {
+func (pr *previous) compatible(o Options, spec *ebpf.CollectionSpec) bool {
+	if pr.p.state[0].MaxEntries() != stateEntries(o.MaxFlows) || pr.p.state[0].KeySize() != 48 || pr.p.state[0].ValueSize() != 80 {
+		return false
+	}
+	if spec.Maps["counters"].Compatible(pr.counters) != nil {
 		return false
 	}
 	if o.Kind == KindRingbuf {
-		return pr.events != nil && pr.outer == nil && pr.events.MaxEntries() == o.RingSize
+		return pr.events != nil && pr.outer == nil && spec.Maps["events"].Compatible(pr.events) == nil
 	}
-	return pr.outer != nil && pr.stores[0].Type() == o.Kind.mapType() && pr.stores[0].MaxEntries() == o.MaxFlows
+	outer, inner := spec.Maps["flows"], spec.Maps["flows"].InnerMap
+	if o.Kind.isArray() {
+		outer, inner = spec.Maps["slots"], spec.Maps["slots"].InnerMap
+	}
+	return pr.outer != nil && outer.Compatible(pr.outer) == nil &&
+		inner.Compatible(pr.stores[0]) == nil && inner.Compatible(pr.stores[1]) == nil
 }
 
 // activeStore says which store the outer slot holds.
@@ -204,23 +216,27 @@ func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow
 	if src == nil || !d.restorable {
 		return nil
 	}
-	var cursor ebpf.MapBatchCursor
+	// Both state maps: the current one is the state; the other one's keys
+	// must be known, for SaveState to empty it before writing it.
 	keys := make([]flow.Key, batchSize)
 	vals := make([]flow.State, batchSize)
-	cur := src.state[src.cur.State]
-	for {
-		n, err := cur.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			state(&keys[i], &vals[i])
-		}
-		if d.legacy == nil {
-			d.persist.keys[src.cur.State] = append(d.persist.keys[src.cur.State], keys[:n]...)
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read state: %w", err)
+	for i, m := range src.state {
+		current := uint32(i) == src.cur.State
+		var cursor ebpf.MapBatchCursor
+		for {
+			n, err := m.BatchLookup(&cursor, keys, vals, nil)
+			for j := 0; j < n && current; j++ {
+				state(&keys[j], &vals[j])
+			}
+			if d.legacy == nil {
+				d.persist.keys[i] = append(d.persist.keys[i], keys[:n]...)
+			}
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read state: %w", err)
+			}
 		}
 	}
 	d.restorable = false
@@ -253,17 +269,48 @@ func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow
 	// The store the programs are not filling: merged already (empty it),
 	// or not (merge it, commit, empty it).
 	idle := 1 - d.active
-	if uint32(idle) != d.persist.cur.Merged {
-		d.draining = idle
-		defer func() { d.draining = -1 }()
-		if _, err := d.read(d.stores[idle], counts); err != nil {
+	if uint32(idle) == d.persist.cur.Merged {
+		// Its counts are in the state already: the earlier daemon died
+		// before (or while) emptying it. Empty it, whatever it holds.
+		if _, err := d.read(d.stores[idle], func(*flow.Key, *flow.Value) {}); err != nil {
 			return err
 		}
-		if err := commit(); err != nil {
-			return err
-		}
+		return d.clear(d.stores[idle])
+	}
+	d.draining = idle
+	defer func() { d.draining = -1 }()
+	if _, err := d.read(d.stores[idle], counts); err != nil {
+		return err
+	}
+	if err := commit(); err != nil {
+		return err
 	}
 	return d.clear(d.stores[idle])
+}
+
+// PruneLinks unpins the links pinned under the pin path that are not in
+// keep (hooks or interfaces no longer configured): their programs detach.
+func (d *Datapath) PruneLinks(keep map[string]bool) ([]string, error) {
+	if d.opts.PinPath == "" {
+		return nil, nil
+	}
+	dir := filepath.Join(d.opts.PinPath, pinLinks)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil
+	}
+	var removed []string
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if keep[p] {
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			return removed, fmt.Errorf("remove pinned link %s: %w", p, err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
 }
 
 // pinLinkPath is where the link of one hook on one interface is pinned.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
+	"github.com/xflow-net/xflow/exporter"
 )
 
 var errHelp = errors.New("help shown")
@@ -82,6 +83,9 @@ func cmdClean(args []string, stdout io.Writer) error {
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
+	}
+	if exporter.DaemonAnswers(exporter.ControlSocket(cfg.PinPath)) {
+		return fmt.Errorf("an xflow daemon runs with pin_path %s: stop it first", cfg.PinPath)
 	}
 	var errs []error
 	for _, ifc := range cfg.Interfaces {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,4 +84,54 @@ metrics: {listen: ""}
 				kind, sent.Total(), len(sent), sink.n, sink.reasons)
 		})
 	}
+}
+
+// TestRestartHookChange: a daemon killed with XDP on ingress, restarted
+// with TC on ingress. The old XDP program must not go on counting into the
+// adopted maps beside the new hook (every packet would count twice), and
+// nothing may stay attached or pinned after the last SIGTERM.
+func TestRestartHookChange(t *testing.T) {
+	requireRoot(t)
+	p := testnet.NewPair(t, "xr")
+	sink := newRecordSink()
+	coll := listenCollector(t, p, "udp://127.0.0.1:0", sink)
+	pin := pinDir(t)
+	mk := func(ingress string) string {
+		return writeConfig(t, fmt.Sprintf(`
+interfaces:
+  - {name: %s, ingress: %s, egress: none}
+datapath: {map: hash, max_flows: 8192}
+pin_path: %s
+timeouts: {active: 2s, inactive: 500ms, scan_interval: 200ms}
+export:
+  collectors:
+    - {address: %s, protocol: ipfix, transport: udp}
+metrics: {listen: ""}
+`, p.NameA, ingress, pin, coll.Addr()))
+	}
+	d1 := startDaemon(t, p, mk("xdp"))
+	time.Sleep(500 * time.Millisecond)
+	d1.stop(t, syscall.SIGKILL)
+	d2 := startDaemon(t, p, mk("tc"))
+	if !strings.Contains(d2.stderr.String(), "removed pinned links") {
+		t.Errorf("the old XDP link was not removed:\n%s", d2.stderr)
+	}
+	sent, err := p.SendUDP(testnet.SideB, false, 5000, 10, 3, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := d2.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("%v\n%s", err, d2.stderr)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := attached(t, p); got != "" {
+		t.Errorf("attached after SIGTERM: %q", got)
+	}
+	if ents, _ := os.ReadDir(pin + "/links"); len(ents) > 0 {
+		t.Errorf("pinned links left: %v", ents)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	expectEqual(t, "exported vs sent", sent, sink.in)
 }

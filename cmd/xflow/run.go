@@ -130,6 +130,15 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 		return errors.Join(errs...)
 	}
 	defer func() {
+		if !started && dp.Adopted {
+			// A start that failed leaves an adopted data plane as it
+			// found it: counting, for the next attempt to take over.
+			for _, a := range atts {
+				a.Release()
+			}
+			atts = nil
+			return
+		}
 		if derr := detach(); derr != nil {
 			err = errors.Join(err, derr)
 		}
@@ -145,6 +154,20 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 		if ifc.Ingress == "xdp" && len(a.Desc) > 0 && a.Desc[0] == "xdp/generic" {
 			log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
 		}
+	}
+
+	// Links an earlier daemon pinned for hooks or interfaces no longer
+	// configured would go on counting into the adopted maps: let them go.
+	keep := map[string]bool{}
+	for _, a := range atts {
+		for _, p := range a.PinnedLinks() {
+			keep[p] = true
+		}
+	}
+	if removed, err := dp.PruneLinks(keep); err != nil {
+		return err
+	} else if len(removed) > 0 {
+		log.Info("removed pinned links of hooks no longer configured", "links", removed)
 	}
 
 	var met *metrics.Metrics
