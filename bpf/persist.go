@@ -25,7 +25,9 @@ import (
 // current and which flow store's counts it already includes. Only then is
 // that store emptied. Whenever the daemon dies, the next one finds either
 // the store not yet merged (it merges it) or merged but not yet emptied (it
-// empties it): no packet is lost or counted twice.
+// empties it): no counted packet is lost or counted twice. (Records handed
+// to the collectors' sinks in the instant of death are another matter: the
+// records of that scan are sent at least once.)
 
 // meta is the value of the meta map.
 type meta struct {
