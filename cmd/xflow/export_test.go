@@ -222,7 +222,7 @@ export:
 			}
 			// The collectors that are down cost nothing but counted errors.
 			m := scrape(t, p, "127.0.0.1:9180")
-			if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 60 || rss > 200<<20 {
+			if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 30 || rss > 100<<20 {
 				t.Errorf("with two collectors down: %v goroutines, %v bytes resident", g, rss)
 			}
 			if e := m[`xflow_export_send_errors_total{collector="127.0.0.1:9",protocol="ipfix",transport="udp"}`]; e == 0 {
@@ -338,7 +338,7 @@ export:
 	time.Sleep(2 * time.Second)
 	// While the collector is down: bounded, records queued.
 	m := scrape(t, p, "127.0.0.1:9180")
-	if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 60 || rss > 200<<20 {
+	if g, rss := m["go_goroutines"], m["process_resident_memory_bytes"]; g == 0 || g > 30 || rss > 100<<20 {
 		t.Errorf("with the TCP collector down: %v goroutines, %v bytes resident", g, rss)
 	}
 	t.Logf("TCP collector down: %v goroutines, %.0f MB resident, %v records queued", m["go_goroutines"],

@@ -90,10 +90,10 @@ metrics: {listen: %s}
 	healthy.mu.Unlock()
 
 	// Bounded while stalled.
-	if g := during["go_goroutines"]; g == 0 || g > 60 {
+	if g := during["go_goroutines"]; g == 0 || g > 30 {
 		t.Errorf("goroutines during the stall: %v", g)
 	}
-	if rss := during["process_resident_memory_bytes"]; rss == 0 || rss > 200<<20 {
+	if rss := during["process_resident_memory_bytes"]; rss == 0 || rss > 100<<20 {
 		t.Errorf("resident memory during the stall: %v bytes", rss)
 	}
 	// Every record to the stalled collector: delivered or counted.
