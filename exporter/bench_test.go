@@ -31,7 +31,7 @@ func udpFrame(i int) []byte {
 }
 
 // BenchmarkDrainEncode measures the export path for 100k flows: drain the
-// data plane's store (swap + batch lookup-and-delete), merge into the flow
+// data plane's store (swap, batch lookup, batch delete), merge into the flow
 // table, end every flow, and encode IPFIX messages. The flows are counted
 // first by the real XDP program (BPF_PROG_TEST_RUN), outside the timer.
 func BenchmarkDrainEncode(b *testing.B) {
