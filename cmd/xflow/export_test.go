@@ -332,9 +332,8 @@ export:
 	sentCh := make(chan testnet.Expect, 1)
 	go func() { sentCh <- onOffSender(t, p, 20, 12*time.Second, 7) }()
 	time.Sleep(4 * time.Second)
-	first := coll.Stats()
 	coll.Close() // graceful: the exporter sees the FIN
-	first = coll.Stats()
+	first := coll.Stats()
 	time.Sleep(2 * time.Second)
 	// While the collector is down: bounded, records queued.
 	m := scrape(t, p, "127.0.0.1:9180")
