@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -161,7 +162,10 @@ func attached(t *testing.T, p *testnet.Pair) (desc string) {
 func pinDir(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("xflow-test-%d", time.Now().UnixNano()))
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		os.Remove(exporter.ControlSocket(dir)) // left by a daemon killed with -9
+	})
 	return dir
 }
 
