@@ -327,39 +327,42 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 
 	e.begin()
 	e.setTime(now)
-	for i := 0; n4 > 0; {
-		room, err := e.room(TemplateIPv4, ipv4RecordLen, send)
-		if err != nil {
-			return err
-		}
-		for ; room > 0 && n4 > 0; i++ {
-			if r := &recs[i]; r.Key.IPVersion == 4 {
-				e.putIPv4(e.Buf[e.N:e.N+ipv4RecordLen], r)
-				e.N += ipv4RecordLen
-				e.count++
-				e.flows++
-				room--
-				n4--
-			}
-		}
+	if err := e.encodeFamily(recs, 4, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
+		return err
 	}
-	for i := 0; n6 > 0; {
-		room, err := e.room(TemplateIPv6, ipv6RecordLen, send)
-		if err != nil {
-			return err
-		}
-		for ; room > 0 && n6 > 0; i++ {
-			if r := &recs[i]; r.Key.IPVersion == 6 {
-				e.putIPv6(e.Buf[e.N:e.N+ipv6RecordLen], r)
-				e.N += ipv6RecordLen
-				e.count++
-				e.flows++
-				room--
-				n6--
-			}
-		}
+	if err := e.encodeFamily(recs, 6, TemplateIPv6, ipv6RecordLen, n6, send); err != nil {
+		return err
 	}
 	return e.flush(send)
+}
+
+// encodeFamily writes the n records of IP version v in recs, in their
+// order, into FlowSets with template id, recLen bytes each.
+func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n int, send func([]byte) error) error {
+	for i := 0; n > 0; {
+		room, err := e.room(id, recLen, send)
+		if err != nil {
+			return err
+		}
+		for ; room > 0 && n > 0; i++ {
+			r := &recs[i]
+			if r.Key.IPVersion != v {
+				continue
+			}
+			b := e.Buf[e.N : e.N+recLen]
+			if v == 4 {
+				e.putIPv4(b, r)
+			} else {
+				e.putIPv6(b, r)
+			}
+			e.N += recLen
+			e.count++
+			e.flows++
+			room--
+			n--
+		}
+	}
+	return nil
 }
 
 // setTime sets the header times of the packets to come: now's UNIX seconds,
