@@ -121,6 +121,22 @@ func (pr *peer) output() string {
 	return string(b)
 }
 
+// boundUDP reports whether a UDP socket is bound to port in the peer's
+// namespace (nsenter execs the peer, so its pid sees that namespace).
+func (pr *peer) boundUDP(port int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pr.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf(":%04X ", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
+			return true
+		}
+	}
+	return false
+}
+
 func (pr *peer) stop(t *testing.T) {
 	t.Helper()
 	syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGTERM)
@@ -167,9 +183,12 @@ func interop(t *testing.T, proto, transport string) {
 	var tcpColl *collector.Collector
 	tcpRef := &refSink{}
 	if transport == "udp" {
+		// nfcapd checks its -w directory at start: make it first.
+		if err := os.MkdirAll(filepath.Join(dir, "nf"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		nfcapd = startPeer(t, p, "nfcapd", "nfcapd", "-b", "127.0.0.1", "-p", strconv.Itoa(portNfcapd),
 			"-w", filepath.Join(dir, "nf"), "-t", "2", "-P", filepath.Join(dir, "nfcapd.pid"), "-v")
-		os.MkdirAll(filepath.Join(dir, "nf"), 0o755)
 		goflow = startPeer(t, p, "goflow2", goflow2Bin(), "-listen",
 			fmt.Sprintf("netflow://127.0.0.1:%d?workers=1", portGoflow), "-format", "json",
 			"-transport.file", filepath.Join(dir, "goflow.jsonl"), "-addr", fmt.Sprintf("127.0.0.1:%d", portGoflowH))
@@ -179,7 +198,7 @@ func interop(t *testing.T, proto, transport string) {
 	capFile := filepath.Join(dir, "cap.pcapng")
 	tshark := startPeer(t, p, "tshark", "tshark", "-i", "lo", "-f",
 		fmt.Sprintf("udp port %d or tcp port %d", peerPort, peerPort), "-w", capFile)
-	waitFor(t, 20*time.Second, "tshark capturing", func() bool { return strings.Contains(tshark.output(), "Capturing on") })
+	waitFor(t, 20*time.Second, "tshark capturing", func() bool { return strings.Contains(tshark.output(), "Capturing on") }, tshark)
 	// dumpcap says so a moment before its filter is in place; the daemon's
 	// first message (the templates, which tshark needs) must not be missed.
 	time.Sleep(1500 * time.Millisecond)
@@ -200,7 +219,8 @@ export:
   collectors:
 %s`, p.NameA, pinDir(t), collectors))
 	if nfcapd != nil {
-		waitFor(t, 10*time.Second, "nfcapd listening", func() bool { return strings.Contains(nfcapd.output(), "Startup") })
+		waitFor(t, 10*time.Second, "nfcapd listening", func() bool { return nfcapd.boundUDP(portNfcapd) }, nfcapd)
+		waitFor(t, 10*time.Second, "goflow2 listening", func() bool { return goflow.boundUDP(portGoflow) }, goflow)
 	}
 	d := startDaemon(t, p, cfg)
 
@@ -693,12 +713,18 @@ func scrapeMetric(t *testing.T, addr string, p *testnet.Pair, name string) float
 	return total // absent: no error was ever counted
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// waitFor polls cond; on time-out it fails with the output of the peers
+// named.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, peers ...*peer) {
 	t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if cond() {
 			return
 		}
 	}
-	t.Fatalf("timed out waiting for %s", what)
+	var out strings.Builder
+	for _, pr := range peers {
+		fmt.Fprintf(&out, "\n%s printed:\n%s", pr.name, pr.output())
+	}
+	t.Fatalf("timed out waiting for %s%s", what, out.String())
 }
