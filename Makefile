@@ -9,7 +9,7 @@ PKGS    := ./...
 FUZZ_PARSER ?= 40000x
 FUZZ_CONFIG ?= 150000x
 
-.PHONY: all build generate test vet fuzz demo bench clean need-root deps test-deps check-generated
+.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated
 
 all: build
 
@@ -33,9 +33,13 @@ deps: need-root
 	@./scripts/deps.sh
 
 # What the tests use: the above, plus the interop suite's collectors
-# (nfdump, tshark, goflow2).
+# (nfdump, tshark, goflow2) and the agents the benchmark compares with.
 test-deps: need-root
-	@./scripts/deps.sh interop
+	@./scripts/deps.sh interop bench
+
+# What `make bench` uses: softflowd and pmacct.
+bench-deps: need-root
+	@./scripts/deps.sh bench
 
 vet:
 	$(GO) vet $(PKGS)
@@ -55,10 +59,19 @@ fuzz:
 demo: need-root deps build
 	@$(GO) run ./internal/demo $(BIN)
 
-bench: need-root build
+# The performance evaluation: data plane per map kind, the agent end to
+# end on a veth pair beside softflowd and pmacctd, and the exporter. Writes
+# results.md, results.json and plots to $(BENCH_OUT).
+BENCH_OUT  ?= bench-results
+BENCH_RUNS ?= 5
+bench: need-root bench-deps build
+	$(BIN) bench --out $(BENCH_OUT) --runs $(BENCH_RUNS)
+
+# Go benchmarks of single stages (data plane programs, drain loop, encoders).
+gobench: need-root
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./exporter
-	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./exporter/ipfix
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./exporter/ipfix ./exporter/netflow9 ./exporter/netflow5
 
 clean:
 	rm -rf bin
