@@ -186,3 +186,70 @@ func (d *Datapath) Peek(fn func(k *flow.Key, v *flow.Value)) error {
 	}
 	return nil
 }
+
+// BenchFill writes recs into the store the programs are filling, as if the
+// data plane had counted them: it lets benchmarks of the export path fill a
+// store with exactly len(recs) distinct flows in one batch update instead
+// of a packet per flow. Per-CPU kinds get each flow on one CPU, in turn;
+// array kinds get flow i in slot i (len(recs) must not exceed MaxFlows).
+// Not for the ringbuf kind, and not for production use: it overwrites
+// what the store holds for those keys.
+func (d *Datapath) BenchFill(recs []flow.Record) error {
+	if d.ring != nil {
+		return errors.New("bench fill: the ringbuf kind has no store")
+	}
+	m := d.stores[d.active]
+	ncpu := d.ncpu(m)
+	for start := 0; start < len(recs); start += batchSize {
+		chunk := recs[start:min(len(recs), start+batchSize)]
+		if d.opts.Kind.isArray() {
+			idx := make([]uint32, len(chunk))
+			vals := make([]slot, len(chunk)*ncpu)
+			for i := range chunk {
+				idx[i] = uint32(start + i)
+				s := &vals[i*ncpu+(start+i)%ncpu]
+				s.Key, s.State, s.Val = chunk[i].Key, slotReady, chunk[i].Value
+			}
+			if _, err := m.BatchUpdate(idx, vals, nil); err != nil {
+				return fmt.Errorf("bench fill: %w", err)
+			}
+			continue
+		}
+		keys := make([]flow.Key, len(chunk))
+		vals := make([]flow.Value, len(chunk)*ncpu)
+		for i := range chunk {
+			keys[i] = chunk[i].Key
+			vals[i*ncpu+(start+i)%ncpu] = chunk[i].Value
+		}
+		if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+			return fmt.Errorf("bench fill: %w", err)
+		}
+	}
+	return nil
+}
+
+// BenchMemory is the kernel memory (memlock, as the kernel accounts it) of
+// the two flow stores and, with a pin path, of the two state maps, for
+// benchmarks.
+func (d *Datapath) BenchMemory() (stores, state uint64) {
+	memlock := func(m *ebpf.Map) uint64 {
+		if m == nil {
+			return 0
+		}
+		info, err := m.Info()
+		if err != nil {
+			return 0
+		}
+		n, _ := info.Memlock()
+		return n
+	}
+	for _, m := range d.stores {
+		stores += memlock(m)
+	}
+	if d.persist != nil {
+		for _, m := range d.persist.state {
+			state += memlock(m)
+		}
+	}
+	return stores, state
+}
