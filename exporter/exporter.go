@@ -86,6 +86,9 @@ type Exporter struct {
 	stats       Stats
 	lastMissed  uint64
 	lastInserts uint64
+	seenID      IfDir // add's running count for one interface and direction
+	seen        Count
+	seenOn      bool
 }
 
 // New makes an exporter that drains src and feeds sinks.
@@ -178,6 +181,7 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	// The records leave, and the state is saved, before the drained store
 	// is emptied (see bpf.Datapath.Drain).
 	n, err := e.src.Drain(e.add, func() error {
+		e.flushSeen()
 		out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
 		before := len(out)
 		out = e.tab.relieve(c, pressure, out)
@@ -205,7 +209,7 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	}
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
-	e.stats.ActiveFlows = len(e.tab.flows)
+	e.stats.ActiveFlows = e.tab.len()
 	// Entries created in the store since the last drain, minus those the
 	// drain found: what an LRU store evicted. (Arrays may hold a flow in
 	// more than one slot, which this would count too: LRU kinds only.)
@@ -230,7 +234,8 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 func (e *Exporter) save() error {
 	return e.src.SaveState(func(yield func(*flow.Key, *flow.State)) {
 		var st flow.State
-		for k, en := range e.tab.flows {
+		for p := 0; p < e.tab.len(); p++ {
+			en := e.tab.at(p)
 			st = flow.State{
 				Period:     flow.Value{Packets: en.packets, Bytes: en.bytes, FirstNs: en.firstNs, LastNs: en.lastNs, TCPFlags: en.tcpFlags},
 				StartNs:    en.startNs,
@@ -243,7 +248,7 @@ func (e *Exporter) save() error {
 			if en.finRst {
 				st.FinRst = 1
 			}
-			yield(&k, &st)
+			yield(&en.key, &st)
 		}
 	})
 }
@@ -254,8 +259,9 @@ func (e *Exporter) Restore() (flows int, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	err = e.src.Restore(func(k *flow.Key, st *flow.State) {
-		e.tab.flows[*k] = &entry{
-			packets: st.Period.Packets, bytes: st.Period.Bytes, firstNs: st.Period.FirstNs, lastNs: st.Period.LastNs,
+		en, _ := e.tab.get(k)
+		*en = entry{
+			key: en.key, hash: en.hash, packets: st.Period.Packets, bytes: st.Period.Bytes, firstNs: st.Period.FirstNs, lastNs: st.Period.LastNs,
 			tcpFlags: st.Period.TCPFlags, startNs: st.StartNs, lastSeen: st.LastSeen,
 			totPackets: st.TotPackets, totBytes: st.TotBytes, totFlags: st.TotFlags, tos: st.TOS, finRst: st.FinRst != 0,
 		}
@@ -263,18 +269,33 @@ func (e *Exporter) Restore() (flows int, err error) {
 	if c, cerr := e.src.Counters(); cerr == nil {
 		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
 	}
-	e.stats.ActiveFlows = len(e.tab.flows)
-	return len(e.tab.flows), err
+	e.stats.ActiveFlows = e.tab.len()
+	return e.tab.len(), err
 }
 
 // add takes one drained flow into the table and the per-interface totals.
 func (e *Exporter) add(k *flow.Key, v *flow.Value) {
 	e.tab.add(k, v)
 	id := IfDir{k.IfIndex, k.Direction}
-	c := e.stats.Seen[id]
-	c.Packets += v.Packets
-	c.Bytes += v.Bytes
-	e.stats.Seen[id] = c
+	if !e.seenOn || e.seenID != id {
+		e.flushSeen()
+		e.seenID, e.seenOn = id, true
+	}
+	e.seen.Packets += v.Packets
+	e.seen.Bytes += v.Bytes
+}
+
+// flushSeen adds the counts add gathered for one interface and direction
+// (drained flows come mostly in runs of one) to the totals.
+func (e *Exporter) flushSeen() {
+	if !e.seenOn {
+		return
+	}
+	c := e.stats.Seen[e.seenID]
+	c.Packets += e.seen.Packets
+	c.Bytes += e.seen.Bytes
+	e.stats.Seen[e.seenID] = c
+	e.seen, e.seenOn = Count{}, false
 }
 
 func (e *Exporter) send(recs []flow.Export) {
@@ -335,7 +356,7 @@ func closeSinks(ctx context.Context, sinks []Sink) error {
 func (e *Exporter) Snapshot() ([]flow.Record, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	agg := make(map[flow.Key]*flow.Value, len(e.tab.flows))
+	agg := make(map[flow.Key]*flow.Value, e.tab.len())
 	e.tab.snapshot(agg)
 	err := e.src.Peek(func(k *flow.Key, v *flow.Value) {
 		if cur, ok := agg[*k]; ok {
@@ -359,6 +380,7 @@ func (e *Exporter) Snapshot() ([]flow.Record, error) {
 func (e *Exporter) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.flushSeen()
 	st := e.stats
 	st.Seen = make(map[IfDir]Count, len(e.stats.Seen))
 	for k, v := range e.stats.Seen {

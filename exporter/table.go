@@ -4,24 +4,29 @@
 package exporter
 
 import (
+	"hash/maphash"
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/xflow-net/xflow/flow"
 )
 
-// entry is a flow's state between two drains.
+// entry is a flow and its state between two drains: 128 bytes, held
+// inline in the table (no allocation per flow).
 type entry struct {
+	key flow.Key
 	// Since the flow's previous record.
 	packets, bytes  uint64
 	firstNs, lastNs uint64 // of this period; 0 when nothing is pending
-	tcpFlags        uint32
 	// The whole flow.
 	startNs    uint64 // its first packet
 	lastSeen   uint64 // its latest packet
 	totPackets uint64
 	totBytes   uint64
+	tcpFlags   uint32 // of this period
 	totFlags   uint32
+	hash       uint32 // of key, for the index
 	tos        uint8
 	finRst     bool
 }
@@ -35,21 +40,170 @@ type Timeouts struct {
 
 // table holds the flows between drains: what the kernel counted (deltas,
 // since each drain empties the store) is added here.
+//
+// The flows are held densely, in chunks of entries (growing copies
+// nothing; removal moves the last entry into the gap), and found through
+// an open-addressing index with linear probing: each index slot holds an
+// entry's hash (high 32 bits) and its position + 1 (low 32 bits; 0 is an
+// empty slot). That is 128 bytes per flow and 8 per index slot, with no
+// pointer for the garbage collector to follow; the index is at most 3/4
+// full.
 type table struct {
-	flows map[flow.Key]*entry
-	max   int // above highWater(max), the least recently seen flows end early
+	chunks [][]entry // each chunkLen long; flows 0..n-1 are in use
+	n      int
+	index  []uint64 // len is a power of two, or 0
+	seed   maphash.Seed
+	max    int // above highWater(max), the least recently seen flows end early
 }
 
+const (
+	chunkBits = 10
+	chunkLen  = 1 << chunkBits // 128 KiB of entries
+)
+
 func newTable(max int) *table {
-	return &table{flows: make(map[flow.Key]*entry), max: max}
+	return &table{seed: maphash.MakeSeed(), max: max}
+}
+
+// len is the number of flows held.
+func (t *table) len() int { return t.n }
+
+// at is the flow at position p (below len).
+func (t *table) at(p int) *entry { return &t.chunks[p>>chunkBits][p&(chunkLen-1)] }
+
+func (t *table) hash(k *flow.Key) uint32 {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(k)), unsafe.Sizeof(*k))
+	h := maphash.Bytes(t.seed, b)
+	return uint32(h ^ h>>32)
+}
+
+// find returns the index slot of k (whose hash is h), and whether it holds
+// k: if not, the slot is the empty one where k would go.
+func (t *table) find(k *flow.Key, h uint32) (int, bool) {
+	mask := len(t.index) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		s := t.index[i]
+		if s == 0 {
+			return i, false
+		}
+		if uint32(s>>32) == h && t.at(int(uint32(s))-1).key == *k {
+			return i, true
+		}
+	}
+}
+
+// get returns k's entry, making an empty one if there is none.
+func (t *table) get(k *flow.Key) (e *entry, created bool) {
+	if 4*(t.n+1) > 3*len(t.index) {
+		t.reindex(indexLen(2 * (t.n + 1)))
+	}
+	h := t.hash(k)
+	i, ok := t.find(k, h)
+	if ok {
+		return t.at(int(uint32(t.index[i])) - 1), false
+	}
+	if t.n == len(t.chunks)*chunkLen {
+		t.chunks = append(t.chunks, make([]entry, chunkLen))
+	}
+	e = t.at(t.n)
+	*e = entry{key: *k, hash: h}
+	t.n++
+	t.index[i] = uint64(h)<<32 | uint64(t.n)
+	return e, true
+}
+
+// lookup returns k's entry, or nil.
+func (t *table) lookup(k *flow.Key) *entry {
+	if t.n == 0 {
+		return nil
+	}
+	if i, ok := t.find(k, t.hash(k)); ok {
+		return t.at(int(uint32(t.index[i])) - 1)
+	}
+	return nil
+}
+
+// indexLen is the index size for n flows: a power of two, at least 64,
+// at most 3/4 full.
+func indexLen(n int) int {
+	l := 64
+	for 4*n > 3*l {
+		l *= 2
+	}
+	return l
+}
+
+// reindex makes an index of l slots and enters every flow in it.
+func (t *table) reindex(l int) {
+	t.index = make([]uint64, l)
+	mask := l - 1
+	for p := 0; p < t.n; p++ {
+		h := t.at(p).hash
+		i := int(h) & mask
+		for t.index[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.index[i] = uint64(h)<<32 | uint64(p+1)
+	}
+}
+
+// remove forgets the flow at position p: the last flow moves there, so
+// the entry at p, if any, is another flow afterwards.
+func (t *table) remove(p int) {
+	mask := len(t.index) - 1
+	e := t.at(p)
+	i, _ := t.find(&e.key, e.hash)
+	// Backward-shift deletion: pull later slots of the probe sequence into
+	// the gap, so that no lookup meets an empty slot before its key.
+	for j := (i + 1) & mask; t.index[j] != 0; j = (j + 1) & mask {
+		home := int(uint32(t.index[j]>>32)) & mask
+		// The slot at j may move to i unless its home lies cyclically
+		// within (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			t.index[i] = t.index[j]
+			i = j
+		}
+	}
+	t.index[i] = 0
+	last := t.n - 1
+	if p != last {
+		l := t.at(last)
+		k, _ := t.find(&l.key, l.hash)
+		t.index[k] = uint64(l.hash)<<32 | uint64(p+1)
+		*e = *l
+	}
+	*t.at(last) = entry{}
+	t.n--
+}
+
+// shrink gives memory back once the table holds much less than it did:
+// the chunks beyond the flows and one spare, and an index 1/8 full.
+func (t *table) shrink() {
+	keep := (t.n+chunkLen-1)/chunkLen + 1
+	if keep < len(t.chunks) {
+		clear(t.chunks[keep:])
+		t.chunks = t.chunks[:keep]
+	}
+	if l := len(t.index); l > 64 && 8*t.n < l {
+		t.reindex(indexLen(2 * t.n))
+	}
+}
+
+// clear forgets every flow.
+func (t *table) clear() {
+	for p := 0; p < t.n; p++ {
+		*t.at(p) = entry{}
+	}
+	t.n = 0
+	clear(t.index)
+	t.shrink()
 }
 
 // add merges counts drained from the data plane.
 func (t *table) add(k *flow.Key, v *flow.Value) {
-	e, ok := t.flows[*k]
-	if !ok {
-		e = &entry{startNs: v.FirstNs, tos: v.TOS}
-		t.flows[*k] = e
+	e, created := t.get(k)
+	if created {
+		e.startNs, e.tos = v.FirstNs, v.TOS
 	}
 	if e.packets == 0 || v.FirstNs < e.firstNs {
 		e.firstNs = v.FirstNs
@@ -87,9 +241,9 @@ func (c clock) ms(mono uint64) uint64 {
 
 // record makes the flow's record for the period since its previous one,
 // and starts a new period.
-func (e *entry) record(k *flow.Key, c clock, r flow.EndReason) flow.Export {
+func (e *entry) record(c clock, r flow.EndReason) flow.Export {
 	x := flow.Export{
-		Key: *k, Packets: e.packets, Bytes: e.bytes,
+		Key: e.key, Packets: e.packets, Bytes: e.bytes,
 		StartMs: c.ms(e.firstNs), EndMs: c.ms(e.lastNs),
 		TCPFlags: uint16(e.tcpFlags), TOS: e.tos, EndReason: r,
 	}
@@ -107,23 +261,28 @@ func (t *table) expire(c clock, to Timeouts, out []flow.Export) []flow.Export {
 		}
 		return time.Duration(now - ns)
 	}
-	for k, e := range t.flows {
+	for p := 0; p < t.n; {
+		e := t.at(p)
 		idle := since(e.lastSeen)
 		switch {
 		case e.finRst && idle >= to.FinGrace:
 			if e.packets > 0 {
-				out = append(out, e.record(&k, c, flow.EndOfFlow))
+				out = append(out, e.record(c, flow.EndOfFlow))
 			}
-			delete(t.flows, k)
+			t.remove(p)
+			continue // another flow is at p now
 		case idle >= to.Inactive:
 			if e.packets > 0 {
-				out = append(out, e.record(&k, c, flow.IdleTimeout))
+				out = append(out, e.record(c, flow.IdleTimeout))
 			}
-			delete(t.flows, k)
+			t.remove(p)
+			continue
 		case e.packets > 0 && since(e.firstNs) >= to.Active:
-			out = append(out, e.record(&k, c, flow.ActiveTimeout))
+			out = append(out, e.record(c, flow.ActiveTimeout))
 		}
+		p++
 	}
+	t.shrink()
 	return out
 }
 
@@ -137,55 +296,58 @@ const (
 // resources) while the table is above its high watermark, down to the low
 // one, or when force is set (the data plane missed packets).
 func (t *table) relieve(c clock, force bool, out []flow.Export) []flow.Export {
-	if t.max <= 0 || (!force && float64(len(t.flows)) <= highWater*float64(t.max)) {
+	if t.max <= 0 || (!force && float64(t.n) <= highWater*float64(t.max)) {
 		return out
 	}
 	target := int(lowWater * float64(t.max))
-	if len(t.flows) <= target {
+	if t.n <= target {
 		return out
 	}
 	type aged struct {
 		k    flow.Key
 		seen uint64
 	}
-	all := make([]aged, 0, len(t.flows))
-	for k, e := range t.flows {
-		all = append(all, aged{k, e.lastSeen})
+	all := make([]aged, 0, t.n)
+	for p := 0; p < t.n; p++ {
+		all = append(all, aged{t.at(p).key, t.at(p).lastSeen})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].seen < all[j].seen })
 	for _, a := range all[:len(all)-target] {
-		e := t.flows[a.k]
-		if e.packets > 0 {
-			out = append(out, e.record(&a.k, c, flow.LackOfResources))
+		i, _ := t.find(&a.k, t.hash(&a.k))
+		p := int(uint32(t.index[i])) - 1
+		if e := t.at(p); e.packets > 0 {
+			out = append(out, e.record(c, flow.LackOfResources))
 		}
-		delete(t.flows, a.k)
+		t.remove(p)
 	}
+	t.shrink()
 	return out
 }
 
 // flush ends every flow with reason r.
 func (t *table) flush(c clock, r flow.EndReason, out []flow.Export) []flow.Export {
-	for k, e := range t.flows {
-		if e.packets > 0 {
-			out = append(out, e.record(&k, c, r))
+	for p := 0; p < t.n; p++ {
+		if e := t.at(p); e.packets > 0 {
+			out = append(out, e.record(c, r))
 		}
-		delete(t.flows, k)
 	}
+	t.clear()
 	return out
 }
 
 // snapshot gives each flow's cumulative counts since it started.
 func (t *table) snapshot(into map[flow.Key]*flow.Value) {
-	for k, e := range t.flows {
+	for p := 0; p < t.n; p++ {
+		e := t.at(p)
 		v := flow.Value{Packets: e.totPackets, Bytes: e.totBytes, FirstNs: e.startNs,
 			LastNs: e.lastSeen, TCPFlags: e.totFlags, TOS: e.tos}
 		if e.finRst {
 			v.FinRst = 1
 		}
-		if cur, ok := into[k]; ok {
+		if cur, ok := into[e.key]; ok {
 			cur.Add(&v)
 		} else {
-			into[k] = &v
+			into[e.key] = &v
 		}
 	}
 }

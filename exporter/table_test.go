@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestIdleTimeout(t *testing.T) {
 	if r != want {
 		t.Fatalf("record\n got %+v\nwant %+v", r, want)
 	}
-	if len(tab.flows) != 0 {
+	if tab.len() != 0 {
 		t.Fatal("flow not forgotten")
 	}
 }
@@ -64,8 +65,8 @@ func TestActiveTimeoutReportsDeltas(t *testing.T) {
 		t.Fatalf("second report: %+v", out)
 	}
 	// Idle with nothing pending: forgotten without an empty record.
-	if out := tab.expire(at(2700*ms), testTimeouts, nil); len(out) != 0 || len(tab.flows) != 0 {
-		t.Fatalf("after idle: %+v, %d flows", out, len(tab.flows))
+	if out := tab.expire(at(2700*ms), testTimeouts, nil); len(out) != 0 || tab.len() != 0 {
+		t.Fatalf("after idle: %+v, %d flows", out, tab.len())
 	}
 }
 
@@ -88,8 +89,8 @@ func TestRelieveEndsLeastRecentlySeen(t *testing.T) {
 		add(tab, i, uint64(i)*ms, uint64(i)*ms, 1, 0)
 	}
 	out := tab.relieve(at(20*ms), false, nil)
-	if len(out) != 3 || len(tab.flows) != 7 {
-		t.Fatalf("want 3 ended, 7 left; got %d ended, %d left", len(out), len(tab.flows))
+	if len(out) != 3 || tab.len() != 7 {
+		t.Fatalf("want 3 ended, 7 left; got %d ended, %d left", len(out), tab.len())
 	}
 	for i, r := range out {
 		if r.EndReason != flow.LackOfResources {
@@ -110,7 +111,7 @@ func TestFlushForcedEnd(t *testing.T) {
 	add(tab, 1, 0, ms, 1, 0)
 	add(tab, 2, 0, ms, 2, 0)
 	out := tab.flush(at(2*ms), flow.ForcedEnd, nil)
-	if len(out) != 2 || out[0].EndReason != flow.ForcedEnd || out[1].EndReason != flow.ForcedEnd || len(tab.flows) != 0 {
+	if len(out) != 2 || out[0].EndReason != flow.ForcedEnd || out[1].EndReason != flow.ForcedEnd || tab.len() != 0 {
 		t.Fatalf("%+v", out)
 	}
 }
@@ -125,5 +126,57 @@ func TestSnapshotIsCumulative(t *testing.T) {
 	k := key(1)
 	if v := snap[k]; v == nil || v.Packets != 15 || v.Bytes != 1500 || v.FirstNs != 0 || v.LastNs != 1100*ms {
 		t.Fatalf("snapshot %+v", snap[k])
+	}
+}
+
+// TestTableAgainstMap drives the table and a plain map with the same
+// random adds and expiries: the same flows, counts and records, and every
+// flow found through the index.
+func TestTableAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tab := newTable(0)
+	type ref struct{ pkts, tot, last uint64 }
+	want := map[flow.Key]*ref{}
+	to := Timeouts{Active: time.Hour, Inactive: time.Duration(50 * ms), FinGrace: time.Hour}
+	now := uint64(0)
+	for round := 0; round < 200; round++ {
+		now += 10 * ms
+		for i := 0; i < 1+rng.IntN(3000); i++ {
+			k := key(uint16(rng.IntN(20000)))
+			p := uint64(1 + rng.IntN(5))
+			tab.add(&k, &flow.Value{Packets: p, Bytes: p, FirstNs: now, LastNs: now})
+			r := want[k]
+			if r == nil {
+				r = &ref{}
+				want[k] = r
+			}
+			r.pkts += p
+			r.tot += p
+			r.last = now
+		}
+		out := tab.expire(at(now+uint64(rng.IntN(60))*ms), to, nil)
+		for _, x := range out {
+			r := want[x.Key]
+			if r == nil || r.pkts != x.Packets || x.EndReason != flow.IdleTimeout {
+				t.Fatalf("round %d: record %+v, want %+v", round, x, r)
+			}
+			delete(want, x.Key)
+		}
+		if tab.len() != len(want) {
+			t.Fatalf("round %d: %d flows, want %d", round, tab.len(), len(want))
+		}
+		for k, r := range want {
+			e := tab.lookup(&k)
+			if e == nil || e.key != k || e.packets != r.pkts || e.totPackets != r.tot {
+				t.Fatalf("round %d: flow %v: %+v, want %+v", round, k.SrcPort, e, r)
+			}
+		}
+	}
+	if out := tab.flush(at(now), flow.ForcedEnd, nil); len(out) != len(want) || tab.len() != 0 {
+		t.Fatalf("flush: %d records, want %d; %d left", len(out), len(want), tab.len())
+	}
+	k := key(1)
+	if tab.lookup(&k) != nil {
+		t.Fatal("found a flow after flush")
 	}
 }
