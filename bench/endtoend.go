@@ -3,19 +3,600 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/collector"
+	"github.com/xflow-net/xflow/internal/testnet"
 )
 
 // EndToEndResult is part 2: the packet rate a veth pair sustains with no
 // agent, with xflow (each map kind), softflowd and pmacctd, the fraction of
 // packets each counted, and the CPU each used per million packets.
 type EndToEndResult struct {
-	// TODO(helper): rows, JSON tags.
+	Runs          int    `json:"runs"`
+	PacketsPerRun uint64 `json:"packets_per_run"`
+	// StatsPackets is the size of the extra segment sent per run to xflow
+	// with BPF run-time statistics on (not part of the rate).
+	StatsPackets  uint64         `json:"stats_packets_per_run"`
+	FrameBytes    int            `json:"frame_bytes"` // Ethernet frame without FCS
+	GeneratorCPU  int            `json:"generator_cpu"`
+	Kernel        string         `json:"kernel"`
+	Blocks        []EndToEndFlow `json:"blocks"` // one per flow count
+	Notes         []string       `json:"notes,omitempty"`
+	AgentSettings []string       `json:"agent_settings"`
 }
+
+// EndToEndFlow is every agent measured at one flow count.
+type EndToEndFlow struct {
+	Flows int           `json:"flows"`
+	Rows  []EndToEndRow `json:"rows"`
+}
+
+// EndToEndRow is one agent at one flow count. CPU figures are seconds per
+// million packets sent.
+type EndToEndRow struct {
+	Agent string `json:"agent"`
+	Map   string `json:"map,omitempty"` // xflow's map kind
+	// RateMpps is the rate veth B received at (its rx_packets over the
+	// generator's wall time), in millions of packets per second.
+	RateMpps Stat `json:"rate_mpps"`
+	// Ratio is RateMpps over the no-agent rate of the same run index and
+	// flow count.
+	Ratio Stat `json:"ratio"`
+	// Received is the fraction of the frames sent that B received.
+	Received Stat `json:"received"`
+	// Counted is the fraction of the packets sent that the agent's flow
+	// records, as decoded by the collector, account for (null for no
+	// agent).
+	Counted *Stat `json:"counted,omitempty"`
+	// AgentCPU is the CPU time of the agent's processes (user and system,
+	// children included) per million packets.
+	AgentCPU *Stat `json:"agent_cpu_s_per_mpkt,omitempty"`
+	// DataPlaneCPU is xflow's XDP program's own run time (BPF run-time
+	// statistics) per million packets.
+	DataPlaneCPU *Stat `json:"dataplane_cpu_s_per_mpkt,omitempty"`
+	// RxPathCPU is what the agent added to the receiving CPU, which the
+	// generator keeps busy: 1/rate - 1/(no-agent rate), in s per Mpkt.
+	RxPathCPU *Stat `json:"rx_path_extra_s_per_mpkt,omitempty"`
+	// BusyCPU is the time all CPUs were busy during the sends (/proc/stat)
+	// plus the agent's CPU outside them, per million packets; ExtraCPU is
+	// BusyCPU minus the no-agent run's. Whatever else runs on the machine
+	// counts too.
+	BusyCPU  Stat  `json:"busy_cpu_s_per_mpkt"`
+	ExtraCPU *Stat `json:"extra_cpu_s_per_mpkt,omitempty"`
+	// Pcap is softflowd's and pmacctd's capture counters.
+	Pcap *PcapCounts `json:"pcap,omitempty"`
+	// SequenceGaps counts the IPFIX messages the collector saw missing
+	// (lost between agent and collector) while this agent ran: its
+	// counted fraction is then an underestimate.
+	SequenceGaps uint64 `json:"sequence_gaps"`
+	// Log is what the agent logged of note (counters, losses, warnings).
+	Log   []string `json:"log,omitempty"`
+	Error string   `json:"error,omitempty"`
+}
+
+// MissingToolsError is returned when softflowd or pmacctd, which part 2
+// compares xflow with, are not installed.
+type MissingToolsError struct {
+	Tools []string // commands
+}
+
+func (e *MissingToolsError) Error() string {
+	pkgs := map[string]string{"softflowd": "softflowd", "softflowctl": "softflowd", "pmacctd": "pmacct"}
+	var p []string
+	for _, t := range e.Tools {
+		if len(p) == 0 || p[len(p)-1] != pkgs[t] {
+			p = append(p, pkgs[t])
+		}
+	}
+	return fmt.Sprintf("end to end: %s not installed (apt-get install %s)",
+		strings.Join(e.Tools, " and "), strings.Join(p, " "))
+}
+
+// EndToEndTools finds softflowd and pmacctd (in PATH or the sbin
+// directories) and returns a *MissingToolsError if one is missing.
+func EndToEndTools() (map[string]string, error) {
+	tools := map[string]string{}
+	var missing []string
+	for _, t := range []string{"softflowd", "softflowctl", "pmacctd"} {
+		p, err := exec.LookPath(t)
+		if err != nil {
+			for _, d := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+				if fi, err := os.Stat(filepath.Join(d, t)); err == nil && fi.Mode()&0o111 != 0 {
+					p = filepath.Join(d, t)
+					break
+				}
+			}
+		}
+		if p == "" {
+			missing = append(missing, t)
+		}
+		tools[t] = p
+	}
+	if len(missing) > 0 {
+		return nil, &MissingToolsError{Tools: missing}
+	}
+	return tools, nil
+}
+
+// e2e is the running part 2: the pair, the generator and the collector.
+type e2e struct {
+	o       Options
+	tools   map[string]string
+	pair    *testnet.Pair
+	hB      *netlink.Handle
+	gen     *generator
+	coll    *collector.Collector
+	dir     string
+	pinBase string // xflow's pin paths: pinBase-N
+	starts  int
+	cpu     int
+	n       uint32 // packets per run
+	nStats  uint32 // packets of xflow's statistics segment
+	dstMAC  net.HardwareAddr
+	port    uint16 // next destination port: one per segment
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	counted map[uint16]uint64 // packets in records, per destination port
+	records uint64
+}
+
+// The generator's addresses: A to B, to a MAC that is not B's, so that B's
+// stack drops the frames (PACKET_OTHERHOST) right after the taps, which
+// every agent sees (XDP, and packet sockets with or without promiscuous
+// mode).
+var otherMAC = net.HardwareAddr{0x02, 0x99, 0x00, 0x00, 0x00, 0xee}
+
+const (
+	firstDstPort = 20000
+	manyFlows    = 65536
+)
 
 // RunEndToEnd measures part 2.
 func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
-	return nil, errors.New("not built yet")
+	tools, err := EndToEndTools()
+	if err != nil {
+		return nil, err
+	}
+	if o.Xflow == "" {
+		return nil, errors.New("end to end: no xflow binary (Options.Xflow)")
+	}
+	if _, err := os.Stat(o.Xflow); err != nil {
+		return nil, fmt.Errorf("end to end: xflow binary: %w", err)
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("end to end: needs root (network namespaces, BPF)")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		o.log().Debug("raise memlock limit", "err", err)
+	}
+	e := &e2e{o: o, tools: tools, counted: map[uint16]uint64{}, dstMAC: otherMAC, port: firstDstPort}
+	e.n, e.nStats = 3_000_000, 300_000
+	flowCounts := []int{1, manyFlows}
+	agents := []agentSpec{{kind: agentNone}}
+	for _, k := range bpf.Kinds() {
+		agents = append(agents, agentSpec{kind: agentXflow, mapK: k})
+	}
+	agents = append(agents, agentSpec{kind: agentSoftflowd}, agentSpec{kind: agentPmacctd})
+	if o.Quick {
+		e.n, e.nStats = 300_000, 100_000
+		agents = []agentSpec{{kind: agentNone}, {kind: agentXflow, mapK: bpf.KindPerCPUHash},
+			{kind: agentSoftflowd}, {kind: agentPmacctd}}
+		o.Runs = 1
+		e.o.Runs = 1
+	}
+	defer e.close()
+	if err := e.setup(ctx); err != nil {
+		return nil, err
+	}
+
+	res := &EndToEndResult{
+		Runs: e.o.runs(), PacketsPerRun: uint64(e.n), StatsPackets: uint64(e.nStats),
+		FrameBytes: frameLen, GeneratorCPU: e.cpu, Kernel: kernelRelease(),
+		AgentSettings: []string{
+			fmt.Sprintf("xflow: ingress xdp (native), egress none, max_flows %d, inactive %s, scan_interval %s, IPFIX/UDP", e2eMaxFlows, e2eIdle, e2eScan),
+			fmt.Sprintf("softflowd -v 10 -m %d -B %d -t udp=2 -t general=2 -t maxlife=60 -t expint=1", e2eMaxFlows, pcapBufBytes),
+			fmt.Sprintf("pmacctd: plugins nfprobe, nfprobe_version 10, aggregate 5-tuple, nfprobe_timeouts udp=2:general=2:maxlife=60:expint=1, nfprobe_maxflows %d, plugin_pipe_size %d, plugin_buffer_size %d", e2eMaxFlows, pmacctPipe, pmacctBufSize),
+		},
+	}
+	if o.Quick {
+		flowCounts = []int{1, 4096}
+	}
+	for _, flows := range flowCounts {
+		blk := EndToEndFlow{Flows: flows}
+		var base *runSet
+		for _, spec := range agents {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			rs, err := e.measure(spec, flows)
+			if err != nil {
+				if spec.kind == agentNone {
+					return nil, fmt.Errorf("end to end, %d flows, no agent: %w", flows, err)
+				}
+				o.log().Warn("end to end", "flows", flows, "agent", spec.String(), "err", err)
+				blk.Rows = append(blk.Rows, EndToEndRow{Agent: spec.String(), Map: string(spec.mapK), Error: err.Error()})
+				continue
+			}
+			if spec.kind == agentNone {
+				base = rs
+			}
+			row := rs.row(base)
+			blk.Rows = append(blk.Rows, row)
+			args := []any{"flows", flows, "agent", spec.String(), "mpps", round3(row.RateMpps.Median),
+				"ratio", round3(row.Ratio.Median)}
+			if row.Counted != nil {
+				args = append(args, "counted", round3(row.Counted.Median))
+			}
+			if row.AgentCPU != nil {
+				args = append(args, "agent_cpu_s_per_mpkt", round3(row.AgentCPU.Median))
+			}
+			o.log().Info("end to end", args...)
+		}
+		res.Blocks = append(res.Blocks, blk)
+	}
+	return res, nil
 }
 
-func (r *EndToEndResult) Tables() []Table { return nil }
-func (r *EndToEndResult) Plots() []Plot   { return nil }
+// setup makes the pair, the generator and the collector; close removes
+// them, also after a setup that failed half-way.
+func (e *e2e) setup(ctx context.Context) error {
+	e.cpu = runtime.NumCPU() - 1
+
+	var err error
+	if e.dir, err = os.MkdirTemp("", "xflow-bench-e2e"); err != nil {
+		return err
+	}
+	e.pinBase = filepath.Join("/sys/fs/bpf", filepath.Base(e.dir))
+
+	if e.pair, err = testnet.New("xbe2e"); err != nil {
+		return fmt.Errorf("end to end: veth pair: %w", err)
+	}
+	if e.hB, err = netlink.NewHandleAt(e.pair.NSB); err != nil {
+		return err
+	}
+	if e.gen, err = newGenerator(); err != nil {
+		return fmt.Errorf("end to end: %w", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
+	err = testnet.Do(e.pair.NSB, func() (err error) {
+		e.coll, err = collector.Listen(cctx, collector.Options{Listen: "udp://127.0.0.1:0", OnRecord: e.record})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("end to end: collector: %w", err)
+	}
+
+	return nil
+}
+
+func (e *e2e) close() {
+	if e.coll != nil {
+		e.coll.Close()
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+	if e.gen != nil {
+		e.gen.Close()
+	}
+	if e.hB != nil {
+		e.hB.Close()
+	}
+	if e.pair != nil {
+		e.pair.Close()
+	}
+	if e.dir != "" {
+		os.RemoveAll(e.dir)
+	}
+}
+
+func round3(v float64) float64 {
+	return float64(int64(v*1000+0.5)) / 1000
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// record tallies one decoded flow record: the generator's packets, by
+// destination port (one per segment).
+func (e *e2e) record(r collector.Record) {
+	src, err := netip.ParseAddr(r.Src)
+	if err != nil || src.Unmap() != e.pair.A4 || r.Proto != unix.IPPROTO_UDP {
+		return
+	}
+	e.mu.Lock()
+	e.counted[r.DstPort] += r.Packets
+	e.records++
+	e.mu.Unlock()
+}
+
+func (e *e2e) countedOn(port uint16) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.counted[port]
+}
+
+func (e *e2e) recordCount() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.records
+}
+
+// waitQuiet waits until the collector has had no record for quiet, or
+// limit passed.
+func (e *e2e) waitQuiet(quiet, limit time.Duration) {
+	start := time.Now()
+	last, lastChange := e.recordCount(), time.Now()
+	for time.Since(start) < limit {
+		time.Sleep(50 * time.Millisecond)
+		if n := e.recordCount(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) >= quiet {
+			return
+		}
+	}
+}
+
+func (e *e2e) rxPackets() (uint64, error) {
+	l, err := e.hB.LinkByIndex(e.pair.IfB)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().Statistics.RxPackets, nil
+}
+
+// segment is one send: n frames to one destination port.
+type segment struct {
+	port     uint16
+	sent     uint64
+	received uint64
+	wall     time.Duration
+}
+
+func (e *e2e) send(flows int, port uint16, n uint32) (segment, error) {
+	s := segment{port: port, sent: uint64(n)}
+	base := uint16(1024)
+	if flows == manyFlows {
+		base = 0
+	}
+	rx0, err := e.rxPackets()
+	if err != nil {
+		return s, err
+	}
+	frame := genFrame(e.pair.MACA, e.dstMAC, e.pair.A4, e.pair.B4, s.port)
+	if s.wall, err = e.gen.send(e.pair.NSA, e.pair.IfA, e.cpu, frame, base, flows, n); err != nil {
+		return s, err
+	}
+	// veth B's counters are per-CPU sums, updated by its NAPI, which the
+	// send's last batch scheduled on the same CPU: wait a little for it.
+	for i := 0; i < 50; i++ {
+		rx1, err := e.rxPackets()
+		if err != nil {
+			return s, err
+		}
+		s.received = rx1 - rx0
+		if s.received >= s.sent {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return s, nil
+}
+
+// runSet is what one agent measured at one flow count, run by run.
+type runSet struct {
+	spec                                  agentSpec
+	rate, received, counted, agentCPU, dp []float64
+	// busy: all CPUs' busy time during the send plus the agent's CPU
+	// outside it, s per Mpkt (see measure).
+	busy    []float64
+	seqGaps uint64
+	pcap    *PcapCounts
+	log     []string
+}
+
+// flushPackets is the size of the segment sent after the runs (see measure).
+const flushPackets = 65536
+
+// PcapCounts are libpcap's counters of softflowd's or pmacctd's capture
+// over the agent's whole life (runs, statistics and flush segments).
+type PcapCounts struct {
+	Received uint64 `json:"received"`
+	Dropped  uint64 `json:"dropped"`
+}
+
+// measure starts spec, does the runs, stops it and gathers what the
+// collector got.
+//
+// Run i is a send of n frames to destination port p_i (the rate), and for
+// xflow a second, shorter send to p_i with BPF run-time statistics on (the
+// data plane's CPU; not part of the rate, as the statistics slow every
+// program down). Counted_i is what the records of p_i account for over
+// what both sends sent.
+//
+// CPU is taken per window: window i starts with run i and ends where run
+// i+1 starts, the last one when the agent has exited, so that every CPU
+// second the agent spent falls in a window, its exports at the end
+// included. Agent CPU_i is the agent's CPU in window i over the packets
+// sent in it. Busy_i is the time all CPUs were busy during run i's first
+// send (/proc/stat: the generator's CPU, the receive softirq and whatever
+// ran beside them) over its packets, plus the agent's CPU in the rest of
+// the window over the window's packets.
+func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
+	t0 := time.Now()
+	a, err := e.startAgent(spec, flows)
+	if err != nil {
+		return nil, err
+	}
+	e.o.log().Debug("end to end: agent started", "agent", spec.String(), "flows", flows, "took", time.Since(t0))
+	stopped := false
+	defer func() {
+		if !stopped {
+			a.kill()
+		}
+	}()
+	runs := e.o.runs()
+	rs := &runSet{spec: spec}
+	type window struct {
+		main, stats       segment
+		agent0, agentSend time.Duration // agent CPU at the start; during the main send
+		busySend          time.Duration
+		extraPackets      uint64 // the flush segment, in the last window
+	}
+	w := make([]window, runs)
+	for i := 0; i < runs; i++ {
+		b0, err := busyCPU()
+		if err != nil {
+			return nil, err
+		}
+		w[i].agent0 = a.cpu()
+		port := e.nextPort()
+		if w[i].main, err = e.send(flows, port, e.n); err != nil {
+			return nil, err
+		}
+		b1, _ := busyCPU()
+		w[i].busySend = b1 - b0
+		w[i].agentSend = a.cpu() - w[i].agent0
+		if spec.kind == agentXflow {
+			var dp float64
+			if w[i].stats, dp, err = e.statsSegment(a, flows, port); err != nil {
+				return nil, err
+			}
+			rs.dp = append(rs.dp, dp)
+		}
+	}
+	// libpcap (TPACKET_V3) hands a ring block to softflowd and pmacctd
+	// only once it is full or a later packet retires it: without more
+	// traffic, the last run's tail would stay in the ring at shutdown.
+	// These frames (to a port not counted) push it through; every agent
+	// gets them, and the last window counts them.
+	flush, err := e.send(flows, e.nextPort(), flushPackets)
+	if err != nil {
+		return nil, err
+	}
+	w[runs-1].extraPackets = flush.sent
+	gaps0 := e.coll.Stats().SequenceGaps
+	stopped = true
+	t1 := time.Now()
+	if err := a.stop(20 * time.Second); err != nil {
+		return nil, err
+	}
+	e.o.log().Debug("end to end: agent stopped", "agent", spec.String(), "flows", flows,
+		"runs_took", t1.Sub(t0), "stop_took", time.Since(t1))
+	if spec.kind != agentNone {
+		e.waitQuiet(500*time.Millisecond, 5*time.Second)
+	}
+	rs.seqGaps = e.coll.Stats().SequenceGaps - gaps0
+	if a.pcapKnown {
+		rs.pcap = &PcapCounts{Received: a.pcapReceived, Dropped: a.pcapDropped}
+	}
+	rs.log = a.notes
+	for i := range w {
+		m, s := w[i].main, w[i].stats
+		end := a.exit
+		if i+1 < runs {
+			end = w[i+1].agent0
+		}
+		agentWin := end - w[i].agent0
+		mpkt := float64(m.sent+s.sent+w[i].extraPackets) / 1e6
+		rs.rate = append(rs.rate, float64(m.received)/m.wall.Seconds()/1e6)
+		rs.received = append(rs.received, float64(m.received)/float64(m.sent))
+		rs.busy = append(rs.busy, w[i].busySend.Seconds()/(float64(m.sent)/1e6)+
+			(agentWin-w[i].agentSend).Seconds()/mpkt)
+		if spec.kind == agentNone {
+			continue
+		}
+		rs.counted = append(rs.counted, float64(e.countedOn(m.port))/float64(m.sent+s.sent))
+		rs.agentCPU = append(rs.agentCPU, agentWin.Seconds()/mpkt)
+	}
+	return rs, nil
+}
+
+func (e *e2e) nextPort() uint16 {
+	p := e.port
+	e.port++
+	return p
+}
+
+// statsSegment sends nStats frames with BPF run-time statistics on and
+// returns xflow's XDP program's run time per packet, in s per Mpkt.
+func (e *e2e) statsSegment(a *agentProc, flows int, port uint16) (segment, float64, error) {
+	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return segment{}, 0, fmt.Errorf("enable BPF statistics: %w", err)
+	}
+	defer st.Close()
+	s0, err := a.prog.Stats()
+	if err != nil {
+		return segment{}, 0, err
+	}
+	seg, err := e.send(flows, port, e.nStats)
+	if err != nil {
+		return seg, 0, err
+	}
+	s1, err := a.prog.Stats()
+	if err != nil {
+		return seg, 0, err
+	}
+	runs := s1.RunCount - s0.RunCount
+	if runs == 0 {
+		return seg, 0, errors.New("xflow's XDP program did not run")
+	}
+	ns := float64(s1.Runtime-s0.Runtime) / float64(runs)
+	return seg, ns / 1e3, nil // ns per packet → s per Mpkt
+}
+
+// row summarises a runSet against the no-agent one of the same flow count.
+func (rs *runSet) row(base *runSet) EndToEndRow {
+	r := EndToEndRow{Agent: rs.spec.String(), RateMpps: NewStat(rs.rate), Received: NewStat(rs.received),
+		BusyCPU: NewStat(rs.busy)}
+	if rs.spec.kind == agentXflow {
+		r.Map = string(rs.spec.mapK)
+	}
+	var ratio, extra, rx []float64
+	for i := range rs.rate {
+		if base != nil && i < len(base.rate) {
+			ratio = append(ratio, rs.rate[i]/base.rate[i])
+			extra = append(extra, rs.busy[i]-base.busy[i])
+			rx = append(rx, 1/rs.rate[i]-1/base.rate[i])
+		}
+	}
+	r.Ratio = NewStat(ratio)
+	if rs.spec.kind != agentNone {
+		x := NewStat(rx)
+		r.RxPathCPU = &x
+	}
+	r.Pcap, r.SequenceGaps, r.Log = rs.pcap, rs.seqGaps, rs.log
+	if rs.spec.kind != agentNone {
+		c, a, x := NewStat(rs.counted), NewStat(rs.agentCPU), NewStat(extra)
+		r.Counted, r.AgentCPU, r.ExtraCPU = &c, &a, &x
+	}
+	if len(rs.dp) > 0 {
+		d := NewStat(rs.dp)
+		r.DataPlaneCPU = &d
+	}
+	return r
+}

@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clkTck is USER_HZ, the unit of /proc's tick counts (100 on Linux).
+const clkTck = 100
+
+// busyCPU is the time all CPUs together spent not idle since boot, from
+// /proc/stat (user, nice, system, irq, softirq and steal; guest time is
+// already in user).
+func busyCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy uint64
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / clkTck, nil
+}
+
+// procStat is what treeCPU needs of /proc/PID/stat.
+type procStat struct {
+	ppid           int
+	cutime, cstime uint64 // ticks of children it waited for
+}
+
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, false
+	}
+	// The command name (field 2) may hold spaces and parentheses: the
+	// fields after it start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): ppid is field 4, cutime 16, cstime 17.
+	if len(f) < 15 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	cu, _ := strconv.ParseUint(f[13], 10, 64)
+	cs, _ := strconv.ParseUint(f[14], 10, 64)
+	return procStat{ppid: ppid, cutime: cu, cstime: cs}, true
+}
+
+// threadsCPU sums the time on CPU of pid's live threads, in ns, from
+// /proc/PID/task/TID/schedstat (precise, unlike /proc/PID/stat's ticks).
+func threadsCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+			sum += time.Duration(v)
+		}
+	}
+	return sum
+}
+
+// treeCPU is the CPU time (user and system) used so far by process root
+// and its descendants: their live threads' time plus what the children
+// they reaped used.
+func treeCPU(root int) time.Duration {
+	children := map[int][]int{}
+	stats := map[int]procStat{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readProcStat(pid); ok {
+			stats[pid] = st
+			children[st.ppid] = append(children[st.ppid], pid)
+		}
+	}
+	var sum time.Duration
+	var walk func(pid int)
+	walk = func(pid int) {
+		st, ok := stats[pid]
+		if !ok {
+			return
+		}
+		sum += threadsCPU(pid)
+		sum += time.Duration(st.cutime+st.cstime) * time.Second / clkTck
+		for _, c := range children[pid] {
+			walk(c)
+		}
+	}
+	walk(root)
+	return sum
+}
+
+// packetSocketOn reports whether a packet socket bound to ifindex exists in
+// the network namespace of process pid (/proc/PID/net/packet).
+func packetSocketOn(pid, ifindex int) bool {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/net/packet", pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header: sk RefCnt Type Proto Iface R Rmem User Inode
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 5 && fs[4] == strconv.Itoa(ifindex) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The end-to-end generator: an XDP program run with BPF_PROG_TEST_RUN in
+// live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) inside side A's namespace.
+// Each run of the program takes the template frame, writes the UDP source
+// port from a sequence number (base + seq&mask: 1 flow with mask 0, 65536
+// with mask 0xffff) and redirects the frame to veth A, whose
+// ndo_xdp_xmit puts it on veth B's receive ring; B's NAPI then runs B's XDP
+// program (the agent's, or a plain XDP_PASS one: a veth only accepts
+// redirected frames while its peer has an XDP program) and the stack.
+//
+// The kernel runs the program, transmits and (at the end of each batch of
+// 64) flushes to the veth, and B's NAPI runs in the softirq of the same CPU
+// when the batch ends: the generator and the receive path share one CPU,
+// so any cost an agent adds in the kernel lowers the rate.
+
+// Layout of the generator's state (one array slot).
+const (
+	genSeq     = 0  // u64 sequence number, incremented per frame
+	genMask    = 8  // u64 mask applied to the sequence number
+	genBase    = 16 // u64 first source port
+	genIfindex = 24 // u32 where frames are redirected
+	genSize    = 32
+)
+
+// udpSrcOff is the UDP source port's offset in the template frame
+// (Ethernet 14 + IPv4 20).
+const udpSrcOff = 14 + 20
+
+// frameLen is the generated frame's length (without FCS): the minimum
+// Ethernet frame, 46 IP bytes.
+const frameLen = 60
+
+type generator struct {
+	state *ebpf.Map
+	prog  *ebpf.Program // the generator
+	pass  *ebpf.Program // XDP_PASS, for B when no agent attaches its own
+}
+
+func newGenerator() (*generator, error) {
+	state, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: "xbench_gen", Type: ebpf.Array, KeySize: 4, ValueSize: genSize, MaxEntries: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("generator state map: %w", err)
+	}
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+		asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, udpSrcOff+2),
+		asm.JGT.Reg(asm.R4, asm.R3, "drop"),
+		asm.LoadMapValue(asm.R7, state.FD(), 0),
+		asm.LoadMem(asm.R5, asm.R7, genSeq, asm.DWord),
+		asm.Mov.Reg(asm.R8, asm.R5),
+		asm.Add.Imm(asm.R8, 1),
+		asm.StoreMem(asm.R7, genSeq, asm.R8, asm.DWord),
+		asm.LoadMem(asm.R8, asm.R7, genMask, asm.DWord),
+		asm.And.Reg(asm.R5, asm.R8),
+		asm.LoadMem(asm.R8, asm.R7, genBase, asm.DWord),
+		asm.Add.Reg(asm.R5, asm.R8),
+		asm.HostTo(asm.BE, asm.R5, asm.Half),
+		asm.StoreMem(asm.R2, udpSrcOff, asm.R5, asm.Half),
+		asm.LoadMem(asm.R1, asm.R7, genIfindex, asm.Word),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("drop"), // XDP_DROP
+		asm.Return(),
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "xbench_gen", Type: ebpf.XDP, License: "GPL", Instructions: insns,
+	})
+	if err != nil {
+		state.Close()
+		return nil, fmt.Errorf("generator program: %w", err)
+	}
+	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "xbench_pass", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}, // XDP_PASS
+	})
+	if err != nil {
+		prog.Close()
+		state.Close()
+		return nil, fmt.Errorf("XDP_PASS program: %w", err)
+	}
+	return &generator{state: state, prog: prog, pass: pass}, nil
+}
+
+func (g *generator) Close() {
+	g.pass.Close()
+	g.prog.Close()
+	g.state.Close()
+}
+
+// xdpMD is struct xdp_md, the test run's context.
+type xdpMD struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// genFrame is the template: IPv4 UDP from src to dst (ports filled in by
+// the program and by dstPort), UDP checksum 0 (none), to dstMAC.
+func genFrame(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint16) []byte {
+	f := make([]byte, frameLen)
+	copy(f[0:6], dstMAC)
+	copy(f[6:12], srcMAC)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], frameLen-14)
+	ip[8] = 64
+	ip[9] = unix.IPPROTO_UDP
+	s, d := src.As4(), dst.As4()
+	copy(ip[12:16], s[:])
+	copy(ip[16:20], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	udp := f[34:]
+	binary.BigEndian.PutUint16(udp[2:], dstPort)
+	binary.BigEndian.PutUint16(udp[4:], frameLen-34)
+	return f
+}
+
+// send makes n frames of the template from the flows source ports starting at
+// basePort (flows a power of two) and pushes them out of ifindex, from a
+// thread locked into ns and bound to cpu. It returns the wall time.
+func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, basePort uint16, flows int, n uint32) (time.Duration, error) {
+	if flows < 1 || flows&(flows-1) != 0 || int(basePort)+flows > 1<<16 {
+		return 0, fmt.Errorf("generator: %d flows from port %d", flows, basePort)
+	}
+	var st [genSize]byte
+	binary.NativeEndian.PutUint64(st[genMask:], uint64(flows-1))
+	binary.NativeEndian.PutUint64(st[genBase:], uint64(basePort))
+	binary.NativeEndian.PutUint32(st[genIfindex:], uint32(ifindex))
+	if err := g.state.Put(uint32(0), st[:]); err != nil {
+		return 0, fmt.Errorf("generator state: %w", err)
+	}
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	done := make(chan result, 1)
+	// A goroutine of its own: its thread is locked, moved into ns and
+	// pinned to cpu, and dies with the goroutine (never unlocked).
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			done <- result{err: fmt.Errorf("setns: %w", err)}
+			return
+		}
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			done <- result{err: fmt.Errorf("sched_setaffinity: %w", err)}
+			return
+		}
+		start := time.Now()
+		ret, err := g.prog.Run(&ebpf.RunOptions{
+			Data:    frame,
+			Repeat:  n,
+			Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
+		})
+		d := time.Since(start)
+		if err == nil && ret != 0 {
+			err = fmt.Errorf("test run returned %d", ret)
+		}
+		done <- result{d, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return 0, fmt.Errorf("generator: %w", r.err)
+	}
+	return r.d, nil
+}
+
+var errNoLiveFrames = errors.New("BPF_F_TEST_XDP_LIVE_FRAMES not supported (kernel 5.18 or later)")
