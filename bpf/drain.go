@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -64,11 +65,14 @@ func (d *Datapath) read(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, erro
 func (d *Datapath) clear(m *ebpf.Map) error {
 	if d.opts.Kind.isArray() {
 		ncpu := d.ncpu(m)
+		var zero []slot
 		for used := d.used; len(used) > 0; {
 			chunk := used[:min(len(used), batchSize)]
 			used = used[len(chunk):]
-			zero := make([]slot, len(chunk)*ncpu)
-			if _, err := m.BatchUpdate(chunk, zero, nil); err != nil {
+			if zero == nil {
+				zero = make([]slot, len(chunk)*ncpu)
+			}
+			if _, err := m.BatchUpdate(chunk, zero[:len(chunk)*ncpu], nil); err != nil {
 				return fmt.Errorf("clear flow store: %w", err)
 			}
 		}
@@ -82,39 +86,45 @@ func (d *Datapath) clear(m *ebpf.Map) error {
 			return fmt.Errorf("clear flow store: %w", err)
 		}
 	}
+	// What a large drain read is not kept between drains: memory that
+	// would grow with the flow count for nothing.
+	if cap(d.readKeys) > keepKeys {
+		d.readKeys = nil
+	}
 	d.readKeys = d.readKeys[:0]
 	return nil
 }
 
+// keepKeys is how many read keys' room clear keeps for the next drain.
+const keepKeys = 16 * batchSize
+
 func (d *Datapath) readHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
 	ncpu := d.ncpu(m)
-	if len(d.keys) < batchSize {
-		d.keys = make([]flow.Key, batchSize)
-	}
 	if len(d.vals) < batchSize*ncpu {
 		d.vals = make([]flow.Value, batchSize*ncpu)
 	}
-	total := 0
+	// The keys are read straight into readKeys, which clear deletes.
 	d.readKeys = d.readKeys[:0]
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := m.BatchLookup(&cursor, d.keys[:batchSize], d.vals[:batchSize*ncpu], nil)
+		d.readKeys = slices.Grow(d.readKeys, batchSize)
+		keys := d.readKeys[len(d.readKeys) : len(d.readKeys)+batchSize]
+		n, err := m.BatchLookup(&cursor, keys, d.vals[:batchSize*ncpu], nil)
 		for i := 0; i < n; i++ {
-			v := d.vals[i*ncpu]
+			v := &d.vals[i*ncpu]
 			for c := 1; c < ncpu; c++ {
 				v.Add(&d.vals[i*ncpu+c])
 			}
 			if v.Packets > 0 {
-				fn(&d.keys[i], &v)
+				fn(&keys[i], v)
 			}
 		}
-		d.readKeys = append(d.readKeys, d.keys[:n]...)
-		total += n
+		d.readKeys = d.readKeys[:len(d.readKeys)+n]
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return total, nil
+			return len(d.readKeys), nil
 		}
 		if err != nil {
-			return total, fmt.Errorf("drain flow store: %w", err)
+			return len(d.readKeys), fmt.Errorf("drain flow store: %w", err)
 		}
 	}
 }
@@ -202,30 +212,44 @@ func (d *Datapath) BenchFill(recs []flow.Record) error {
 	ncpu := d.ncpu(m)
 	for start := 0; start < len(recs); start += batchSize {
 		chunk := recs[start:min(len(recs), start+batchSize)]
+		var keys, vals any
 		if d.opts.Kind.isArray() {
 			idx := make([]uint32, len(chunk))
-			vals := make([]slot, len(chunk)*ncpu)
+			slots := make([]slot, len(chunk)*ncpu)
 			for i := range chunk {
 				idx[i] = uint32(start + i)
-				s := &vals[i*ncpu+(start+i)%ncpu]
+				s := &slots[i*ncpu+(start+i)%ncpu]
 				s.Key, s.State, s.Val = chunk[i].Key, slotReady, chunk[i].Value
 			}
-			if _, err := m.BatchUpdate(idx, vals, nil); err != nil {
-				return fmt.Errorf("bench fill: %w", err)
+			keys, vals = idx, slots
+			if ncpu > 1 {
+				vals = pointers(slots) // cilium/ebpf marshals per-CPU values by reflection, pointers at once
 			}
-			continue
-		}
-		keys := make([]flow.Key, len(chunk))
-		vals := make([]flow.Value, len(chunk)*ncpu)
-		for i := range chunk {
-			keys[i] = chunk[i].Key
-			vals[i*ncpu+(start+i)%ncpu] = chunk[i].Value
+		} else {
+			ks := make([]flow.Key, len(chunk))
+			vs := make([]flow.Value, len(chunk)*ncpu)
+			for i := range chunk {
+				ks[i] = chunk[i].Key
+				vs[i*ncpu+(start+i)%ncpu] = chunk[i].Value
+			}
+			keys, vals = ks, vs
+			if ncpu > 1 {
+				vals = pointers(vs)
+			}
 		}
 		if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
 			return fmt.Errorf("bench fill: %w", err)
 		}
 	}
 	return nil
+}
+
+func pointers[T any](s []T) []*T {
+	p := make([]*T, len(s))
+	for i := range s {
+		p[i] = &s[i]
+	}
+	return p
 }
 
 // BenchMemory is the kernel memory (memlock, as the kernel accounts it) of

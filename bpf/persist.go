@@ -48,7 +48,9 @@ type persisted struct {
 	meta  *ebpf.Map
 	state [2]*ebpf.Map
 	cur   meta
-	keys  [2][]flow.Key // what each state map holds
+	// SaveState's batch buffers, reused.
+	keys []flow.Key
+	vals []flow.State
 }
 
 func newPersisted(maxFlows uint32) (*persisted, error) {
@@ -175,24 +177,41 @@ func (d *Datapath) SaveState(each func(yield func(*flow.Key, *flow.State))) erro
 	}
 	next := 1 - p.cur.State
 	m := p.state[next]
-	if old := p.keys[next]; len(old) > 0 {
-		if _, err := m.BatchDelete(old, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if len(p.keys) < batchSize {
+		p.keys, p.vals = make([]flow.Key, batchSize), make([]flow.State, batchSize)
+	}
+	// Empty it (what it holds is older than the current state), then
+	// write the table in batches.
+	var cursor ebpf.MapBatchCursor
+	for {
+		_, err := m.BatchLookupAndDelete(&cursor, p.keys, p.vals, nil)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
 			return fmt.Errorf("clear state map: %w", err)
 		}
 	}
-	keys := p.keys[next][:0]
-	var vals []flow.State
-	each(func(k *flow.Key, s *flow.State) {
-		keys = append(keys, *k)
-		vals = append(vals, *s)
-	})
-	for i := 0; i < len(keys); i += batchSize {
-		j := min(i+batchSize, len(keys))
-		if _, err := m.BatchUpdate(keys[i:j], vals[i:j], nil); err != nil {
-			return fmt.Errorf("write state map: %w", err)
+	var err error
+	n := 0
+	write := func() {
+		if n > 0 && err == nil {
+			if _, err = m.BatchUpdate(p.keys[:n], p.vals[:n], nil); err != nil {
+				err = fmt.Errorf("write state map: %w", err)
+			}
 		}
+		n = 0
 	}
-	p.keys[next] = keys
+	each(func(k *flow.Key, s *flow.State) {
+		p.keys[n], p.vals[n] = *k, *s
+		if n++; n == batchSize {
+			write()
+		}
+	})
+	write()
+	if err != nil {
+		return err
+	}
 	merged := p.cur.Merged
 	if d.draining >= 0 {
 		merged = uint32(d.draining)
@@ -218,27 +237,21 @@ func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow
 	if src == nil || !d.restorable {
 		return nil
 	}
-	// Both state maps: the current one is the state; the other one's keys
-	// must be known, for SaveState to empty it before writing it.
+	// The current state map is the state (SaveState empties the other
+	// one before writing it).
 	keys := make([]flow.Key, batchSize)
 	vals := make([]flow.State, batchSize)
-	for i, m := range src.state {
-		current := uint32(i) == src.cur.State
-		var cursor ebpf.MapBatchCursor
-		for {
-			n, err := m.BatchLookup(&cursor, keys, vals, nil)
-			for j := 0; j < n && current; j++ {
-				state(&keys[j], &vals[j])
-			}
-			if d.legacy == nil {
-				d.persist.keys[i] = append(d.persist.keys[i], keys[:n]...)
-			}
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("read state: %w", err)
-			}
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := src.state[src.cur.State].BatchLookup(&cursor, keys, vals, nil)
+		for j := 0; j < n; j++ {
+			state(&keys[j], &vals[j])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read state: %w", err)
 		}
 	}
 	d.restorable = false
