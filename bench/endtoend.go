@@ -28,11 +28,13 @@ import (
 // agent, with xflow (each map kind), softflowd and pmacctd, the fraction of
 // packets each counted, and the CPU each used per million packets.
 type EndToEndResult struct {
-	Runs          int    `json:"runs"`
-	PacketsPerRun uint64 `json:"packets_per_run"`
-	// StatsPackets is the size of the extra segment sent per run to xflow
-	// with BPF run-time statistics on (not part of the rate).
-	StatsPackets  uint64         `json:"stats_packets_per_run"`
+	Runs int `json:"runs"`
+	// RunSeconds is how long each run sends (whole chunks of frames, the
+	// last one may end later).
+	RunSeconds float64 `json:"run_seconds"`
+	// StatsSeconds is the length of the extra send per run to xflow with
+	// BPF run-time statistics on (not part of the rate).
+	StatsSeconds  float64        `json:"stats_seconds"`
 	FrameBytes    int            `json:"frame_bytes"` // Ethernet frame without FCS
 	GeneratorCPU  int            `json:"generator_cpu"`
 	Kernel        string         `json:"kernel"`
@@ -58,6 +60,8 @@ type EndToEndRow struct {
 	// Ratio is RateMpps over the no-agent rate of the same run index and
 	// flow count.
 	Ratio Stat `json:"ratio"`
+	// Sent is the frames sent per run (the rate times about RunSeconds).
+	Sent Stat `json:"sent"`
 	// Received is the fraction of the frames sent that B received.
 	Received Stat `json:"received"`
 	// Counted is the fraction of the packets sent that the agent's flow
@@ -85,6 +89,11 @@ type EndToEndRow struct {
 	// (lost between agent and collector) while this agent ran: its
 	// counted fraction is then an underestimate.
 	SequenceGaps uint64 `json:"sequence_gaps"`
+	// CollectorDrops is the UDP datagrams side B's kernel dropped for a
+	// full receive buffer while the agent ran (the collector's socket is
+	// the only UDP socket there): export messages lost on the way, not by
+	// the agent.
+	CollectorDrops uint64 `json:"collector_rcvbuf_drops"`
 	// Log is what the agent logged of note (counters, losses, warnings).
 	Log   []string `json:"log,omitempty"`
 	Error string   `json:"error,omitempty"`
@@ -136,21 +145,21 @@ func EndToEndTools() (map[string]string, error) {
 
 // e2e is the running part 2: the pair, the generator and the collector.
 type e2e struct {
-	o       Options
-	tools   map[string]string
-	pair    *testnet.Pair
-	hB      *netlink.Handle
-	gen     *generator
-	coll    *collector.Collector
-	dir     string
-	pinBase string // xflow's pin paths: pinBase-N
-	starts  int
-	cpu     int
-	n       uint32 // packets per run
-	nStats  uint32 // packets of xflow's statistics segment
-	dstMAC  net.HardwareAddr
-	port    uint16 // next destination port: one per segment
-	cancel  context.CancelFunc
+	o        Options
+	tools    map[string]string
+	pair     *testnet.Pair
+	hB       *netlink.Handle
+	gen      *generator
+	coll     *collector.Collector
+	dir      string
+	pinBase  string // xflow's pin paths: pinBase-N
+	starts   int
+	cpu      int
+	runDur   time.Duration // each run's send
+	statsDur time.Duration // xflow's statistics segment
+	dstMAC   net.HardwareAddr
+	port     uint16 // next destination port: one per segment
+	cancel   context.CancelFunc
 
 	mu      sync.Mutex
 	counted map[uint16]uint64 // packets in records, per destination port
@@ -187,7 +196,7 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 		o.log().Debug("raise memlock limit", "err", err)
 	}
 	e := &e2e{o: o, tools: tools, counted: map[uint16]uint64{}, dstMAC: otherMAC, port: firstDstPort}
-	e.n, e.nStats = 3_000_000, 300_000
+	e.runDur, e.statsDur = time.Second, 150*time.Millisecond
 	flowCounts := []int{1, manyFlows}
 	agents := []agentSpec{{kind: agentNone}}
 	for _, k := range bpf.Kinds() {
@@ -195,7 +204,7 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 	}
 	agents = append(agents, agentSpec{kind: agentSoftflowd}, agentSpec{kind: agentPmacctd})
 	if o.Quick {
-		e.n, e.nStats = 300_000, 100_000
+		e.runDur, e.statsDur = 100*time.Millisecond, 50*time.Millisecond
 		agents = []agentSpec{{kind: agentNone}, {kind: agentXflow, mapK: bpf.KindPerCPUHash},
 			{kind: agentSoftflowd}, {kind: agentPmacctd}}
 		o.Runs = 1
@@ -207,7 +216,7 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 	}
 
 	res := &EndToEndResult{
-		Runs: e.o.runs(), PacketsPerRun: uint64(e.n), StatsPackets: uint64(e.nStats),
+		Runs: e.o.runs(), RunSeconds: e.runDur.Seconds(), StatsSeconds: e.statsDur.Seconds(),
 		FrameBytes: frameLen, GeneratorCPU: e.cpu, Kernel: kernelRelease(),
 		AgentSettings: []string{
 			fmt.Sprintf("xflow: ingress xdp (native), egress none, max_flows %d, inactive %s, scan_interval %s, IPFIX/UDP", e2eMaxFlows, e2eIdle, e2eScan),
@@ -376,8 +385,9 @@ type segment struct {
 	wall     time.Duration
 }
 
-func (e *e2e) send(flows int, port uint16, n uint32) (segment, error) {
-	s := segment{port: port, sent: uint64(n)}
+// send sends to port for d (at least one chunk of frames).
+func (e *e2e) send(flows int, port uint16, d time.Duration, chunk uint32) (segment, error) {
+	s := segment{port: port}
 	base := uint16(1024)
 	if flows == manyFlows {
 		base = 0
@@ -387,7 +397,7 @@ func (e *e2e) send(flows int, port uint16, n uint32) (segment, error) {
 		return s, err
 	}
 	frame := genFrame(e.pair.MACA, e.dstMAC, e.pair.A4, e.pair.B4, s.port)
-	if s.wall, err = e.gen.send(e.pair.NSA, e.pair.IfA, e.cpu, frame, base, flows, n); err != nil {
+	if s.sent, s.wall, err = e.gen.send(e.pair.NSA, e.pair.IfA, e.cpu, frame, base, flows, d, chunk); err != nil {
 		return s, err
 	}
 	// veth B's counters are per-CPU sums, updated by its NAPI, which the
@@ -408,18 +418,25 @@ func (e *e2e) send(flows int, port uint16, n uint32) (segment, error) {
 
 // runSet is what one agent measured at one flow count, run by run.
 type runSet struct {
-	spec                                  agentSpec
-	rate, received, counted, agentCPU, dp []float64
+	spec                                        agentSpec
+	rate, sent, received, counted, agentCPU, dp []float64
 	// busy: all CPUs' busy time during the send plus the agent's CPU
 	// outside it, s per Mpkt (see measure).
-	busy    []float64
-	seqGaps uint64
-	pcap    *PcapCounts
-	log     []string
+	busy      []float64
+	seqGaps   uint64
+	collDrops uint64
+	pcap      *PcapCounts
+	log       []string
 }
 
-// flushPackets is the size of the segment sent after the runs (see measure).
-const flushPackets = 65536
+// Chunks of frames the generator sends with one BPF_PROG_RUN: runs end
+// after the first chunk that ends past their duration. flushPackets is the
+// size of the segment sent after the runs (see measure).
+const (
+	runChunk     = 131072
+	statsChunk   = 32768
+	flushPackets = 65536
+)
 
 // PcapCounts are libpcap's counters of softflowd's or pmacctd's capture
 // over the agent's whole life (runs, statistics and flush segments).
@@ -458,6 +475,11 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 			a.kill()
 		}
 	}()
+	gaps0 := e.coll.Stats().SequenceGaps
+	rcvbuf0, err := e.collectorDrops()
+	if err != nil {
+		return nil, err
+	}
 	runs := e.o.runs()
 	rs := &runSet{spec: spec}
 	type window struct {
@@ -474,7 +496,7 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 		}
 		w[i].agent0 = a.cpu()
 		port := e.nextPort()
-		if w[i].main, err = e.send(flows, port, e.n); err != nil {
+		if w[i].main, err = e.send(flows, port, e.runDur, runChunk); err != nil {
 			return nil, err
 		}
 		b1, _ := busyCPU()
@@ -493,12 +515,11 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 	// traffic, the last run's tail would stay in the ring at shutdown.
 	// These frames (to a port not counted) push it through; every agent
 	// gets them, and the last window counts them.
-	flush, err := e.send(flows, e.nextPort(), flushPackets)
+	flush, err := e.send(flows, e.nextPort(), 0, flushPackets)
 	if err != nil {
 		return nil, err
 	}
 	w[runs-1].extraPackets = flush.sent
-	gaps0 := e.coll.Stats().SequenceGaps
 	stopped = true
 	t1 := time.Now()
 	if err := a.stop(20 * time.Second); err != nil {
@@ -510,6 +531,11 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 		e.waitQuiet(500*time.Millisecond, 5*time.Second)
 	}
 	rs.seqGaps = e.coll.Stats().SequenceGaps - gaps0
+	rcvbuf1, err := e.collectorDrops()
+	if err != nil {
+		return nil, err
+	}
+	rs.collDrops = rcvbuf1 - rcvbuf0
 	if a.pcapKnown {
 		rs.pcap = &PcapCounts{Received: a.pcapReceived, Dropped: a.pcapDropped}
 	}
@@ -523,6 +549,7 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 		agentWin := end - w[i].agent0
 		mpkt := float64(m.sent+s.sent+w[i].extraPackets) / 1e6
 		rs.rate = append(rs.rate, float64(m.received)/m.wall.Seconds()/1e6)
+		rs.sent = append(rs.sent, float64(m.sent))
 		rs.received = append(rs.received, float64(m.received)/float64(m.sent))
 		rs.busy = append(rs.busy, w[i].busySend.Seconds()/(float64(m.sent)/1e6)+
 			(agentWin-w[i].agentSend).Seconds()/mpkt)
@@ -535,13 +562,21 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 	return rs, nil
 }
 
+func (e *e2e) collectorDrops() (n uint64, err error) {
+	err = testnet.Do(e.pair.NSB, func() (err error) {
+		n, err = udpRcvbufErrors()
+		return err
+	})
+	return n, err
+}
+
 func (e *e2e) nextPort() uint16 {
 	p := e.port
 	e.port++
 	return p
 }
 
-// statsSegment sends nStats frames with BPF run-time statistics on and
+// statsSegment sends for statsDur with BPF run-time statistics on and
 // returns xflow's XDP program's run time per packet, in s per Mpkt.
 func (e *e2e) statsSegment(a *agentProc, flows int, port uint16) (segment, float64, error) {
 	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
@@ -553,7 +588,7 @@ func (e *e2e) statsSegment(a *agentProc, flows int, port uint16) (segment, float
 	if err != nil {
 		return segment{}, 0, err
 	}
-	seg, err := e.send(flows, port, e.nStats)
+	seg, err := e.send(flows, port, e.statsDur, statsChunk)
 	if err != nil {
 		return seg, 0, err
 	}
@@ -571,7 +606,7 @@ func (e *e2e) statsSegment(a *agentProc, flows int, port uint16) (segment, float
 
 // row summarises a runSet against the no-agent one of the same flow count.
 func (rs *runSet) row(base *runSet) EndToEndRow {
-	r := EndToEndRow{Agent: rs.spec.String(), RateMpps: NewStat(rs.rate), Received: NewStat(rs.received),
+	r := EndToEndRow{Agent: rs.spec.String(), RateMpps: NewStat(rs.rate), Sent: NewStat(rs.sent), Received: NewStat(rs.received),
 		BusyCPU: NewStat(rs.busy)}
 	if rs.spec.kind == agentXflow {
 		r.Map = string(rs.spec.mapK)
@@ -589,7 +624,7 @@ func (rs *runSet) row(base *runSet) EndToEndRow {
 		x := NewStat(rx)
 		r.RxPathCPU = &x
 	}
-	r.Pcap, r.SequenceGaps, r.Log = rs.pcap, rs.seqGaps, rs.log
+	r.Pcap, r.SequenceGaps, r.CollectorDrops, r.Log = rs.pcap, rs.seqGaps, rs.collDrops, rs.log
 	if rs.spec.kind != agentNone {
 		c, a, x := NewStat(rs.counted), NewStat(rs.agentCPU), NewStat(extra)
 		r.Counted, r.AgentCPU, r.ExtraCPU = &c, &a, &x

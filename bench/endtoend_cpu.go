@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -141,4 +142,30 @@ func packetSocketOn(pid, ifindex int) bool {
 		}
 	}
 	return false
+}
+
+// udpRcvbufErrors is the UDP datagrams dropped for a full receive buffer
+// in the calling thread's network namespace (/proc/thread-self/net/snmp).
+func udpRcvbufErrors() (uint64, error) {
+	b, err := os.ReadFile("/proc/thread-self/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var hdr []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if hdr == nil {
+			hdr = f
+			continue
+		}
+		for i, h := range hdr {
+			if h == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("/proc/net/snmp: no Udp RcvbufErrors")
 }

@@ -142,21 +142,23 @@ func genFrame(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint
 	return f
 }
 
-// send makes n frames of the template from the flows source ports starting at
-// basePort (flows a power of two) and pushes them out of ifindex, from a
-// thread locked into ns and bound to cpu. It returns the wall time.
-func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, basePort uint16, flows int, n uint32) (time.Duration, error) {
+// send pushes frames of the template out of ifindex, source ports from
+// basePort on (flows of them, a power of two), from a thread locked into ns
+// and bound to cpu: chunks of chunk frames until d has passed (at least one
+// chunk). It returns the frames sent and the wall time.
+func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, basePort uint16, flows int, d time.Duration, chunk uint32) (uint64, time.Duration, error) {
 	if flows < 1 || flows&(flows-1) != 0 || int(basePort)+flows > 1<<16 {
-		return 0, fmt.Errorf("generator: %d flows from port %d", flows, basePort)
+		return 0, 0, fmt.Errorf("generator: %d flows from port %d", flows, basePort)
 	}
 	var st [genSize]byte
 	binary.NativeEndian.PutUint64(st[genMask:], uint64(flows-1))
 	binary.NativeEndian.PutUint64(st[genBase:], uint64(basePort))
 	binary.NativeEndian.PutUint32(st[genIfindex:], uint32(ifindex))
 	if err := g.state.Put(uint32(0), st[:]); err != nil {
-		return 0, fmt.Errorf("generator state: %w", err)
+		return 0, 0, fmt.Errorf("generator state: %w", err)
 	}
 	type result struct {
+		n   uint64
 		d   time.Duration
 		err error
 	}
@@ -175,24 +177,36 @@ func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, base
 			done <- result{err: fmt.Errorf("sched_setaffinity: %w", err)}
 			return
 		}
-		start := time.Now()
-		ret, err := g.prog.Run(&ebpf.RunOptions{
+		opts := &ebpf.RunOptions{
 			Data:    frame,
-			Repeat:  n,
+			Repeat:  chunk,
 			Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
-		})
-		d := time.Since(start)
-		if err == nil && ret != 0 {
-			err = fmt.Errorf("test run returned %d", ret)
 		}
-		done <- result{d, err}
+		var r result
+		start := time.Now()
+		for r.n == 0 || time.Since(start) < d {
+			ret, err := g.prog.Run(opts)
+			if err == nil && ret != 0 {
+				err = fmt.Errorf("test run returned %d", ret)
+			}
+			if err != nil {
+				if errors.Is(err, unix.EINVAL) && r.n == 0 {
+					err = fmt.Errorf("%w: %w", errNoLiveFrames, err)
+				}
+				r.err = err
+				break
+			}
+			r.n += uint64(chunk)
+		}
+		r.d = time.Since(start)
+		done <- r
 	}()
 	r := <-done
 	if r.err != nil {
-		return 0, fmt.Errorf("generator: %w", r.err)
+		return r.n, r.d, fmt.Errorf("generator: %w", r.err)
 	}
-	return r.d, nil
+	return r.n, r.d, nil
 }
 
-var errNoLiveFrames = errors.New("BPF_F_TEST_XDP_LIVE_FRAMES not supported (kernel 5.18 or later)")
+var errNoLiveFrames = errors.New("BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES refused (needs kernel 5.18 or later)")

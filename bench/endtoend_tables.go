@@ -54,15 +54,15 @@ func (r *EndToEndResult) note(flows int) string {
 		"MAC: PACKET_OTHERHOST). With no agent and for softflowd and pmacctd, B runs an XDP_PASS "+
 		"program (veth takes redirected frames only with one); xflow attaches its own. Each agent is "+
 		"started once per flow count and stopped with SIGTERM (softflowd: `softflowctl shutdown`), "+
-		"after which it must have exported every flow. Figures: median of %d runs of %d frames "+
+		"after which it must have exported every flow. Figures: median of %d runs of %g s each "+
 		"(±: max-min over the median).\n\n",
-		r.GeneratorCPU, r.FrameBytes, flowsName(flows), r.Runs, r.PacketsPerRun)
+		r.GeneratorCPU, r.FrameBytes, flowsName(flows), r.Runs, r.RunSeconds)
 	b.WriteString("Mpps: frames B received over the sender's wall time. Ratio: over the no-agent rate " +
 		"of the same run index. Counted: packets in the flow records our IPFIX collector decoded, over " +
 		"packets sent (each run to its own destination port). CPU columns are seconds per million " +
 		"packets: agent CPU = the agent's processes, user and system, children included (xflow: the " +
 		"daemon's user space); data plane = xflow's XDP program's own run time from BPF run-time " +
-		fmt.Sprintf("statistics (measured in an extra send of %d frames per run, as the statistics slow ", r.StatsPackets) +
+		fmt.Sprintf("statistics (measured in an extra send of %g s per run, as the statistics slow ", r.StatsSeconds) +
 		"every program down); rx path = 1/rate - 1/(no-agent rate): what the agent added to the " +
 		"saturated receiving CPU (xflow's program beyond XDP_PASS; the packet sockets' copies for " +
 		"softflowd and pmacctd); total extra = all CPUs' busy time during the sends (/proc/stat) plus " +
