@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -41,8 +42,13 @@ func xdpPass(tb testing.TB) *ebpf.Program {
 	return p
 }
 
-func runBench(b *testing.B, p *ebpf.Program, frame []byte) {
+func runBench(b *testing.B, p *ebpf.Program, frame []byte, warmup int) {
 	b.Helper()
+	if warmup > 0 {
+		if _, _, err := p.Benchmark(frame, warmup, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.ResetTimer()
 	ret, per, err := p.Benchmark(frame, b.N, nil)
 	if err != nil {
@@ -55,17 +61,44 @@ func runBench(b *testing.B, p *ebpf.Program, frame []byte) {
 }
 
 // BenchmarkDataPlane measures the real XDP program per packet, for each
-// map kind, at 1 and 64Ki flows, beside an XDP_PASS baseline. Flows are
-// varied by the benchmark-only source-port rotation (the 1-flow case
-// rotates over one value, so both pay for the same random number).
+// map kind, at 1 and 64Ki flows, beside the bare map update of the same
+// kind and size (bpf/bare.c) and two baselines: XDP_PASS, and the program
+// stopped before the store (parse only). Flows are made by the
+// benchmark-only rotation of the source address; a warm-up of exactly as
+// many packets as flows creates them all, so every timed packet is an
+// update. `xflow bench` measures the same, and more, with medians.
 func BenchmarkDataPlane(b *testing.B) {
 	requireRoot(b)
 	frame := benchFrame(b)
-	b.Run("xdp_pass", func(b *testing.B) { runBench(b, xdpPass(b), frame) })
+	b.Run("xdp_pass", func(b *testing.B) { runBench(b, xdpPass(b), frame, 0) })
+	b.Run("parse_only", func(b *testing.B) {
+		d, err := Load(Options{Kind: KindPerCPUHash, MaxFlows: 1, BenchRotateFlows: 1, BenchParseOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		runBench(b, d.objs.XflowXdp, frame, 0)
+	})
 	for _, k := range Kinds() {
 		for _, flows := range []uint32{1, 65536} {
-			b.Run(fmt.Sprintf("%s/flows=%d", k, flows), func(b *testing.B) {
-				d, err := Load(Options{Kind: k, MaxFlows: 2 * 65536, RingSize: 1 << 26, BenchRotateFlows: flows})
+			opts := Options{Kind: k, MaxFlows: BenchStoreSize(k, flows), RingSize: 1 << 26, BenchRotateFlows: flows}
+			b.Run(fmt.Sprintf("%s/flows=%d/bare", k, flows), func(b *testing.B) {
+				bare, err := LoadBare(opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer bare.Close()
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- bare.RunRing(ctx) }()
+				runBench(b, bare.XDP(), frame, int(flows))
+				cancel()
+				if err := <-done; err != nil {
+					b.Error(err)
+				}
+			})
+			b.Run(fmt.Sprintf("%s/flows=%d/xflow", k, flows), func(b *testing.B) {
+				d, err := Load(opts)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -74,7 +107,7 @@ func BenchmarkDataPlane(b *testing.B) {
 				if k == KindRingbuf {
 					stop = drainRing(b, d)
 				}
-				runBench(b, d.objs.XflowXdp, frame)
+				runBench(b, d.objs.XflowXdp, frame, int(flows))
 				if stop != nil {
 					stop()
 				}

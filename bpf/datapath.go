@@ -90,10 +90,27 @@ type Options struct {
 	// PinPath is the bpffs directory the maps are pinned under; "" pins
 	// nothing.
 	PinPath string
-	// BenchRotateFlows is for benchmarks: each packet's source port is
-	// offset by a random value below it, making that many flows. Zero in
-	// production, where the verifier removes the code.
+	// BenchRotateFlows is for benchmarks only: when n > 0, each packet the
+	// programs see has a rotation r < n XOR-ed into the low 32 bits of its
+	// source address, r advancing by 1 per packet (mod n), or by the
+	// stride SetBenchStride sets: one repeated test frame makes n flows, n
+	// packets create them all and every later packet updates one
+	// (include/bench.h). Zero in production, where the verifier removes
+	// the code.
 	BenchRotateFlows uint32
+	// BenchParseOnly is for benchmarks only: the programs parse each
+	// packet and fill in its flow key, then return without storing it
+	// (the cost of parsing alone). False in production, where the verifier
+	// removes the code.
+	BenchParseOnly bool
+	// BenchTinySpare is for benchmarks only: with a hash kind, the spare
+	// store, the one Drain swaps in, gets one entry instead of MaxFlows,
+	// which halves the memory and the load time of a large store (per-CPU
+	// stores of millions of entries take seconds to allocate). After a
+	// Drain the data plane counts into the tiny store: Drain again before
+	// sending more packets (BenchTake empties the store in place and needs
+	// no spare). Array stores must all have the same size: they ignore it.
+	BenchTinySpare bool
 }
 
 // Pin names under Options.PinPath.
@@ -154,6 +171,7 @@ func Load(opts Options) (d *Datapath, err error) {
 		"map_kind":           opts.Kind.cKind(),
 		"array_slots":        max(opts.MaxFlows, 1),
 		"bench_rotate_flows": opts.BenchRotateFlows,
+		"bench_parse_only":   b2u(opts.BenchParseOnly),
 	} {
 		if err := spec.Variables[name].Set(val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -258,6 +276,9 @@ func Load(opts Options) (d *Datapath, err error) {
 		for i := range d.stores {
 			s := storeSpec.Copy()
 			s.Name = fmt.Sprintf("xflow_store_%d", i)
+			if i > 0 && opts.BenchTinySpare && !opts.Kind.isArray() {
+				s.MaxEntries = 1
+			}
 			if d.stores[i], err = ebpf.NewMap(s); err != nil {
 				return nil, fmt.Errorf("create flow store (%s, %d entries): %w", opts.Kind, opts.MaxFlows, err)
 			}

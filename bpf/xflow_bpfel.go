@@ -88,7 +88,11 @@ const (
 	xflowVarFlowSlot         = "_flow_slot"
 	xflowVarXflowCounter     = "_xflow_counter"
 	xflowVarArraySlots       = "array_slots"
+	xflowVarBenchNext        = "bench_next"
+	xflowVarBenchPackets     = "bench_packets"
+	xflowVarBenchParseOnly   = "bench_parse_only"
 	xflowVarBenchRotateFlows = "bench_rotate_flows"
+	xflowVarBenchSkip        = "bench_skip"
 	xflowVarMapKind          = "map_kind"
 )
 
@@ -157,7 +161,11 @@ type xflowVariableSpecs struct {
 	FlowSlot         *ebpf.VariableSpec `ebpf:"_flow_slot"`
 	XflowCounter     *ebpf.VariableSpec `ebpf:"_xflow_counter"`
 	ArraySlots       *ebpf.VariableSpec `ebpf:"array_slots"`
+	BenchNext        *ebpf.VariableSpec `ebpf:"bench_next"`
+	BenchPackets     *ebpf.VariableSpec `ebpf:"bench_packets"`
+	BenchParseOnly   *ebpf.VariableSpec `ebpf:"bench_parse_only"`
 	BenchRotateFlows *ebpf.VariableSpec `ebpf:"bench_rotate_flows"`
+	BenchSkip        *ebpf.VariableSpec `ebpf:"bench_skip"`
 	MapKind          *ebpf.VariableSpec `ebpf:"map_kind"`
 }
 
@@ -204,7 +212,11 @@ type xflowVariables struct {
 	FlowSlot         *ebpf.Variable `ebpf:"_flow_slot"`
 	XflowCounter     *ebpf.Variable `ebpf:"_xflow_counter"`
 	ArraySlots       *ebpf.Variable `ebpf:"array_slots"`
+	BenchNext        *ebpf.Variable `ebpf:"bench_next"`
+	BenchPackets     *ebpf.Variable `ebpf:"bench_packets"`
+	BenchParseOnly   *ebpf.Variable `ebpf:"bench_parse_only"`
 	BenchRotateFlows *ebpf.Variable `ebpf:"bench_rotate_flows"`
+	BenchSkip        *ebpf.Variable `ebpf:"bench_skip"`
 	MapKind          *ebpf.Variable `ebpf:"map_kind"`
 }
 
