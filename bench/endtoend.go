@@ -66,7 +66,7 @@ type EndToEndRow struct {
 	Received Stat `json:"received"`
 	// Counted is the fraction of the packets sent that the agent's flow
 	// records, as decoded by the collector, account for (null for no
-	// agent).
+	// agent): one figure over all runs, whose flows are the same.
 	Counted *Stat `json:"counted,omitempty"`
 	// AgentCPU is the CPU time of the agent's processes (user and system,
 	// children included) per million packets.
@@ -448,11 +448,13 @@ type PcapCounts struct {
 // measure starts spec, does the runs, stops it and gathers what the
 // collector got.
 //
-// Run i is a send of n frames to destination port p_i (the rate), and for
-// xflow a second, shorter send to p_i with BPF run-time statistics on (the
-// data plane's CPU; not part of the rate, as the statistics slow every
-// program down). Counted_i is what the records of p_i account for over
-// what both sends sent.
+// Run i is a send for runDur (the rate), and for xflow a second, shorter
+// send with BPF run-time statistics on (the data plane's CPU; not part of
+// the rate, as the statistics slow every program down). All of them go to
+// one destination port, so that the flows live through the whole session
+// (no idle timeout between runs) as long-lived flows do: the records cannot
+// then be told apart by run, and counted is one figure per session, what
+// the records of that port account for over what was sent to it.
 //
 // CPU is taken per window: window i starts with run i and ends where run
 // i+1 starts, the last one when the agent has exited, so that every CPU
@@ -482,6 +484,7 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 	}
 	runs := e.o.runs()
 	rs := &runSet{spec: spec}
+	port := e.nextPort()
 	type window struct {
 		main, stats       segment
 		agent0, agentSend time.Duration // agent CPU at the start; during the main send
@@ -495,7 +498,6 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 			return nil, err
 		}
 		w[i].agent0 = a.cpu()
-		port := e.nextPort()
 		if w[i].main, err = e.send(flows, port, e.runDur, runChunk); err != nil {
 			return nil, err
 		}
@@ -513,9 +515,9 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 	// libpcap (TPACKET_V3) hands a ring block to softflowd and pmacctd
 	// only once it is full or a later packet retires it: without more
 	// traffic, the last run's tail would stay in the ring at shutdown.
-	// These frames (to a port not counted) push it through; every agent
-	// gets them, and the last window counts them.
-	flush, err := e.send(flows, e.nextPort(), 0, flushPackets)
+	// These frames (1 flow, to a port not counted) push it through; every
+	// agent gets them, and the last window counts them.
+	flush, err := e.send(1, e.nextPort(), 0, flushPackets)
 	if err != nil {
 		return nil, err
 	}
@@ -540,6 +542,13 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 		rs.pcap = &PcapCounts{Received: a.pcapReceived, Dropped: a.pcapDropped}
 	}
 	rs.log = a.notes
+	var sent uint64
+	for _, x := range w {
+		sent += x.main.sent + x.stats.sent
+	}
+	if spec.kind != agentNone {
+		rs.counted = []float64{float64(e.countedOn(port)) / float64(sent)}
+	}
 	for i := range w {
 		m, s := w[i].main, w[i].stats
 		end := a.exit
@@ -556,7 +565,6 @@ func (e *e2e) measure(spec agentSpec, flows int) (*runSet, error) {
 		if spec.kind == agentNone {
 			continue
 		}
-		rs.counted = append(rs.counted, float64(e.countedOn(m.port))/float64(m.sent+s.sent))
 		rs.agentCPU = append(rs.agentCPU, agentWin.Seconds()/mpkt)
 	}
 	return rs, nil

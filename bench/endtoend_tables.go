@@ -59,7 +59,7 @@ func (r *EndToEndResult) note(flows int) string {
 		r.GeneratorCPU, r.FrameBytes, flowsName(flows), r.Runs, r.RunSeconds)
 	b.WriteString("Mpps: frames B received over the sender's wall time. Ratio: over the no-agent rate " +
 		"of the same run index. Counted: packets in the flow records our IPFIX collector decoded, over " +
-		"packets sent (each run to its own destination port). CPU columns are seconds per million " +
+		"packets sent, over all runs (the runs send the same flows, long-lived ones). CPU columns are seconds per million " +
 		"packets: agent CPU = the agent's processes, user and system, children included (xflow: the " +
 		"daemon's user space); data plane = xflow's XDP program's own run time from BPF run-time " +
 		fmt.Sprintf("statistics (measured in an extra send of %g s per run, as the statistics slow ", r.StatsSeconds) +
@@ -100,6 +100,9 @@ func fmtCounted(s *Stat) string {
 	}
 	if s.Min == 1 && s.Max == 1 {
 		return "100%"
+	}
+	if s.Median > 0.99995 && s.Median < 1 {
+		return fmt.Sprintf("%.6f%%", 100*s.Median) // not 100.000%
 	}
 	v := fmt.Sprintf("%.3f%%", 100*s.Median)
 	if len(s.Runs) > 1 {
