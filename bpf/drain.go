@@ -135,8 +135,9 @@ func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 	ncpu := d.ncpu(m)
 	idx := make([]uint32, batchSize)
 	vals := make([]slot, batchSize*ncpu)
+	// Sized for the slots the largest drain found.
+	agg := make(map[flow.Key]flow.Value, cap(d.used))
 	d.used = d.used[:0]
-	agg := make(map[flow.Key]*flow.Value)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := m.BatchLookup(&cursor, idx, vals, nil)
@@ -150,9 +151,9 @@ func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 				filled = true
 				if cur, ok := agg[s.Key]; ok {
 					cur.Add(&s.Val)
+					agg[s.Key] = cur
 				} else {
-					v := s.Val
-					agg[s.Key] = &v
+					agg[s.Key] = s.Val
 				}
 			}
 			if filled {
@@ -167,7 +168,7 @@ func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 		}
 	}
 	for k, v := range agg {
-		fn(&k, v)
+		fn(&k, &v)
 	}
 	return len(agg), nil
 }
