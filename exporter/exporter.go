@@ -196,6 +196,10 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 			}
 		}
 		e.send(out)
+		// The sinks copied the records: a large scan's room is not kept.
+		if cap(out) > keepRecords {
+			out = nil
+		}
 		e.out = out[:0]
 		return e.save()
 	})
@@ -229,6 +233,9 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	}
 	return pressure, nil
 }
+
+// keepRecords is how many records' room Scan keeps for the next scan.
+const keepRecords = 1 << 16
 
 // save persists the flow table (when the source keeps state).
 func (e *Exporter) save() error {
