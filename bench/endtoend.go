@@ -45,8 +45,13 @@ type EndToEndResult struct {
 
 // EndToEndFlow is every agent measured at one flow count.
 type EndToEndFlow struct {
-	Flows int           `json:"flows"`
-	Rows  []EndToEndRow `json:"rows"`
+	Flows int `json:"flows"`
+	// Rows: no agent first (its runs are the means of an opening and a
+	// closing measurement), then the agents.
+	Rows []EndToEndRow `json:"rows"`
+	// BaselineDrift is the closing no-agent rate over the opening one: far
+	// from 1, the machine's speed changed during the block (other load).
+	BaselineDrift float64 `json:"baseline_drift"`
 }
 
 // EndToEndRow is one agent at one flow count. CPU figures are seconds per
@@ -228,39 +233,74 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 		flowCounts = []int{1, 4096}
 	}
 	for _, flows := range flowCounts {
-		blk := EndToEndFlow{Flows: flows}
-		var base *runSet
-		for _, spec := range agents {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			rs, err := e.measure(spec, flows)
-			if err != nil {
-				if spec.kind == agentNone {
-					return nil, fmt.Errorf("end to end, %d flows, no agent: %w", flows, err)
-				}
-				o.log().Warn("end to end", "flows", flows, "agent", spec.String(), "err", err)
-				blk.Rows = append(blk.Rows, EndToEndRow{Agent: spec.String(), Map: string(spec.mapK), Error: err.Error()})
-				continue
-			}
-			if spec.kind == agentNone {
-				base = rs
-			}
-			row := rs.row(base)
-			blk.Rows = append(blk.Rows, row)
-			args := []any{"flows", flows, "agent", spec.String(), "mpps", round3(row.RateMpps.Median),
-				"ratio", round3(row.Ratio.Median)}
-			if row.Counted != nil {
-				args = append(args, "counted", round3(row.Counted.Median))
-			}
-			if row.AgentCPU != nil {
-				args = append(args, "agent_cpu_s_per_mpkt", round3(row.AgentCPU.Median))
-			}
-			o.log().Info("end to end", args...)
+		blk, err := e.block(ctx, flows, agents)
+		if err != nil {
+			return nil, err
 		}
-		res.Blocks = append(res.Blocks, blk)
+		res.Blocks = append(res.Blocks, *blk)
 	}
 	return res, nil
+}
+
+// block measures every agent at one flow count, between two no-agent
+// measurements: the baseline of run i is the mean of the two no-agent
+// runs i, so that a machine whose speed drifts during the block (other
+// load) shifts every agent's ratio less.
+func (e *e2e) block(ctx context.Context, flows int, agents []agentSpec) (*EndToEndFlow, error) {
+	blk := &EndToEndFlow{Flows: flows}
+	type result struct {
+		spec agentSpec
+		rs   *runSet
+		err  error
+	}
+	var results []result
+	none := agentSpec{kind: agentNone}
+	open, err := e.measure(none, flows)
+	if err != nil {
+		return nil, fmt.Errorf("end to end, %d flows, no agent: %w", flows, err)
+	}
+	e.o.log().Info("end to end", "flows", flows, "agent", none.String(), "mpps", round3(NewStat(open.rate).Median))
+	for _, spec := range agents {
+		if spec.kind == agentNone {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rs, err := e.measure(spec, flows)
+		results = append(results, result{spec, rs, err})
+		if err != nil {
+			e.o.log().Warn("end to end", "flows", flows, "agent", spec.String(), "err", err)
+			continue
+		}
+		args := []any{"flows", flows, "agent", spec.String(), "mpps", round3(NewStat(rs.rate).Median)}
+		if len(rs.counted) > 0 {
+			args = append(args, "counted", rs.counted[0])
+		}
+		e.o.log().Info("end to end", args...)
+	}
+	closing, err := e.measure(none, flows)
+	if err != nil {
+		return nil, fmt.Errorf("end to end, %d flows, no agent (closing): %w", flows, err)
+	}
+	e.o.log().Info("end to end", "flows", flows, "agent", none.String()+" (closing)", "mpps", round3(NewStat(closing.rate).Median))
+	blk.BaselineDrift = NewStat(closing.rate).Median / NewStat(open.rate).Median
+	base := &runSet{spec: none}
+	for i := range open.rate {
+		base.rate = append(base.rate, (open.rate[i]+closing.rate[i])/2)
+		base.busy = append(base.busy, (open.busy[i]+closing.busy[i])/2)
+		base.sent = append(base.sent, (open.sent[i]+closing.sent[i])/2)
+		base.received = append(base.received, (open.received[i]+closing.received[i])/2)
+	}
+	blk.Rows = append(blk.Rows, base.row(base))
+	for _, r := range results {
+		if r.err != nil {
+			blk.Rows = append(blk.Rows, EndToEndRow{Agent: r.spec.String(), Map: string(r.spec.mapK), Error: r.err.Error()})
+			continue
+		}
+		blk.Rows = append(blk.Rows, r.rs.row(base))
+	}
+	return blk, nil
 }
 
 // setup makes the pair, the generator and the collector; close removes

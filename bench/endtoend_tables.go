@@ -12,7 +12,7 @@ func (r *EndToEndResult) Tables() []Table {
 	for _, b := range r.Blocks {
 		t := Table{
 			Title: fmt.Sprintf("End to end: veth pair, %s", flowsName(b.Flows)),
-			Note:  r.note(b.Flows),
+			Note:  r.note(b),
 			Header: []string{"agent", "Mpps", "ratio", "counted", "agent CPU", "data plane",
 				"rx path", "total extra"},
 		}
@@ -45,7 +45,8 @@ func flowsName(n int) string {
 	return fmt.Sprintf("%d flows", n)
 }
 
-func (r *EndToEndResult) note(flows int) string {
+func (r *EndToEndResult) note(blk EndToEndFlow) string {
+	flows := blk.Flows
 	var b strings.Builder
 	fmt.Fprintf(&b, "An XDP program run with BPF_PROG_TEST_RUN in live-frames mode (pinned to CPU %d) sends "+
 		"%d-byte IPv4 UDP frames (%s; UDP source port from a sequence number) out of veth A; veth B "+
@@ -57,7 +58,9 @@ func (r *EndToEndResult) note(flows int) string {
 		"after which it must have exported every flow. Figures: median of %d runs of %g s each "+
 		"(±: max-min over the median).\n\n",
 		r.GeneratorCPU, r.FrameBytes, flowsName(flows), r.Runs, r.RunSeconds)
-	b.WriteString("Mpps: frames B received over the sender's wall time. Ratio: over the no-agent rate " +
+	fmt.Fprintf(&b, "Mpps: frames B received over the sender's wall time; no agent: the mean of an opening and a "+
+		"closing measurement of the block (closing/opening rate: %.3f). ", blk.BaselineDrift)
+	b.WriteString("Ratio: over the no-agent rate " +
 		"of the same run index. Counted: packets in the flow records our IPFIX collector decoded, over " +
 		"packets sent, over all runs (the runs send the same flows, long-lived ones). CPU columns are seconds per million " +
 		"packets: agent CPU = the agent's processes, user and system, children included (xflow: the " +
