@@ -232,10 +232,31 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 	if o.Quick {
 		flowCounts = []int{1, 4096}
 	}
+	res.Notes = []string{
+		"softflowd in the foreground (-d) installs no SIGTERM handler (it does only when it daemonises), " +
+			"so SIGTERM kills it without exporting what it holds; it is stopped with `softflowctl shutdown`, " +
+			"which expires and exports every flow.",
+		fmt.Sprintf("libpcap's TPACKET_V3 ring hands a block to softflowd and pmacctd only once it is full or "+
+			"a later packet retires it (here the last block was never retired by time): after the runs, "+
+			"%d more frames (1 flow, not counted) push the last run's tail through before the stop.", flushPackets),
+		"pmacctd has no setting for its capture buffer: it keeps libpcap's default; softflowd's is set with -B.",
+	}
 	for _, flows := range flowCounts {
 		blk, err := e.block(ctx, flows, agents)
 		if err != nil {
 			return nil, err
+		}
+		if d := blk.BaselineDrift; d < 0.9 || d > 1.1 {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: the no-agent rate changed by %+.0f%% between the "+
+				"start and the end of the block: something else ran on the machine; its ratios are unreliable.",
+				flowsName(flows), 100*(d-1)))
+		}
+		for _, row := range blk.Rows {
+			if row.SequenceGaps > 0 && row.CollectorDrops == 0 {
+				res.Notes = append(res.Notes, fmt.Sprintf("%s, %s: the collector saw %d IPFIX sequence "+
+					"gaps while its socket dropped nothing: the agent's sequence numbers do not follow "+
+					"RFC 7011 (the count of data records sent).", flowsName(flows), row.Agent, row.SequenceGaps))
+			}
 		}
 		res.Blocks = append(res.Blocks, *blk)
 	}

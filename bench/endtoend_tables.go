@@ -74,6 +74,9 @@ func (r *EndToEndResult) note(blk EndToEndFlow) string {
 	for _, s := range r.AgentSettings {
 		b.WriteString("\n\n" + s)
 	}
+	for _, s := range r.Notes {
+		b.WriteString("\n\n" + s)
+	}
 	return b.String()
 }
 
