@@ -51,7 +51,8 @@ type EndToEndFlow struct {
 	Rows []EndToEndRow `json:"rows"`
 	// BaselineDrift is the closing no-agent rate over the opening one: far
 	// from 1, the machine's speed changed during the block (other load).
-	BaselineDrift float64 `json:"baseline_drift"`
+	BaselineDrift float64  `json:"baseline_drift"`
+	Notes         []string `json:"notes,omitempty"`
 }
 
 // EndToEndRow is one agent at one flow count. CPU figures are seconds per
@@ -247,15 +248,15 @@ func RunEndToEnd(ctx context.Context, o Options) (*EndToEndResult, error) {
 			return nil, err
 		}
 		if d := blk.BaselineDrift; d < 0.9 || d > 1.1 {
-			res.Notes = append(res.Notes, fmt.Sprintf("%s: the no-agent rate changed by %+.0f%% between the "+
-				"start and the end of the block: something else ran on the machine; its ratios are unreliable.",
-				flowsName(flows), 100*(d-1)))
+			blk.Notes = append(blk.Notes, fmt.Sprintf("The no-agent rate changed by %+.0f%% between the "+
+				"start and the end of the block: something else ran on the machine; the ratios are unreliable.",
+				100*(d-1)))
 		}
 		for _, row := range blk.Rows {
 			if row.SequenceGaps > 0 && row.CollectorDrops == 0 {
-				res.Notes = append(res.Notes, fmt.Sprintf("%s, %s: the collector saw %d IPFIX sequence "+
+				blk.Notes = append(blk.Notes, fmt.Sprintf("%s: the collector saw %d IPFIX sequence "+
 					"gaps while its socket dropped nothing: the agent's sequence numbers do not follow "+
-					"RFC 7011 (the count of data records sent).", flowsName(flows), row.Agent, row.SequenceGaps))
+					"RFC 7011 (the count of data records sent).", row.Agent, row.SequenceGaps))
 			}
 		}
 		res.Blocks = append(res.Blocks, *blk)

@@ -9,10 +9,10 @@ import (
 // Tables gives one table per flow count.
 func (r *EndToEndResult) Tables() []Table {
 	var out []Table
-	for _, b := range r.Blocks {
+	for i, b := range r.Blocks {
 		t := Table{
 			Title: fmt.Sprintf("End to end: veth pair, %s", flowsName(b.Flows)),
-			Note:  r.note(b),
+			Note:  r.note(b, i == len(r.Blocks)-1),
 			Header: []string{"agent", "Mpps", "ratio", "counted", "agent CPU", "data plane",
 				"rx path", "total extra"},
 		}
@@ -38,6 +38,13 @@ func (r *EndToEndResult) Tables() []Table {
 	return out
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func flowsName(n int) string {
 	if n == 1 {
 		return "1 flow"
@@ -45,7 +52,7 @@ func flowsName(n int) string {
 	return fmt.Sprintf("%d flows", n)
 }
 
-func (r *EndToEndResult) note(blk EndToEndFlow) string {
+func (r *EndToEndResult) note(blk EndToEndFlow, last bool) string {
 	flows := blk.Flows
 	var b strings.Builder
 	fmt.Fprintf(&b, "An XDP program run with BPF_PROG_TEST_RUN in live-frames mode (pinned to CPU %d) sends "+
@@ -55,9 +62,9 @@ func (r *EndToEndResult) note(blk EndToEndFlow) string {
 		"MAC: PACKET_OTHERHOST). With no agent and for softflowd and pmacctd, B runs an XDP_PASS "+
 		"program (veth takes redirected frames only with one); xflow attaches its own. Each agent is "+
 		"started once per flow count and stopped with SIGTERM (softflowd: `softflowctl shutdown`), "+
-		"after which it must have exported every flow. Figures: median of %d runs of %g s each "+
+		"after which it must have exported every flow. Figures: median of %s of %g s each "+
 		"(±: max-min over the median).\n\n",
-		r.GeneratorCPU, r.FrameBytes, flowsName(flows), r.Runs, r.RunSeconds)
+		r.GeneratorCPU, r.FrameBytes, flowsName(flows), plural(r.Runs, "run"), r.RunSeconds)
 	fmt.Fprintf(&b, "Mpps: frames B received over the sender's wall time; no agent: the mean of an opening and a "+
 		"closing measurement of the block (closing/opening rate: %.3f). ", blk.BaselineDrift)
 	b.WriteString("Ratio: over the no-agent rate " +
@@ -71,11 +78,13 @@ func (r *EndToEndResult) note(blk EndToEndFlow) string {
 		"softflowd and pmacctd); total extra = all CPUs' busy time during the sends (/proc/stat) plus " +
 		"the agent's CPU outside them, minus the same without an agent (includes anything else running " +
 		"on the machine).")
-	for _, s := range r.AgentSettings {
+	for _, s := range blk.Notes {
 		b.WriteString("\n\n" + s)
 	}
-	for _, s := range r.Notes {
-		b.WriteString("\n\n" + s)
+	if last {
+		for _, s := range append(r.AgentSettings, r.Notes...) {
+			b.WriteString("\n\n" + s)
+		}
 	}
 	return b.String()
 }
