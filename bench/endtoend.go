@@ -178,6 +178,10 @@ type e2e struct {
 // mode).
 var otherMAC = net.HardwareAddr{0x02, 0x99, 0x00, 0x00, 0x00, 0xee}
 
+// collectorRcvBuf is the collector socket's receive buffer: room for every
+// record of 65536 flows exported at once.
+const collectorRcvBuf = 32 << 20
+
 const (
 	firstDstPort = 20000
 	manyFlows    = 65536
@@ -349,7 +353,10 @@ func (e *e2e) setup(ctx context.Context) error {
 	e.cancel = cancel
 	err = testnet.Do(e.pair.NSB, func() (err error) {
 		e.coll, err = collector.Listen(cctx, collector.Options{Listen: "udp://127.0.0.1:0", OnRecord: e.record})
-		return err
+		if err != nil {
+			return err
+		}
+		return forceRcvBuf(e.coll.Addr().(*net.UDPAddr).Port, collectorRcvBuf)
 	})
 	if err != nil {
 		return fmt.Errorf("end to end: collector: %w", err)

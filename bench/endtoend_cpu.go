@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // clkTck is USER_HZ, the unit of /proc's tick counts (100 on Linux).
@@ -168,4 +170,44 @@ func udpRcvbufErrors() (uint64, error) {
 		}
 	}
 	return 0, errors.New("/proc/net/snmp: no Udp RcvbufErrors")
+}
+
+// forceRcvBuf sets SO_RCVBUFFORCE on this process's UDP socket bound to
+// port in the calling thread's network namespace, found by its inode
+// (/proc/thread-self/net/udp, /proc/self/fd). The collector asks for 4 MiB,
+// which net.core.rmem_max caps (208 KiB on a stock kernel); agents that
+// export every flow in one burst at exit would overflow it.
+func forceRcvBuf(port, size int) error {
+	b, err := os.ReadFile("/proc/thread-self/net/udp")
+	if err != nil {
+		return err
+	}
+	want := fmt.Sprintf(":%04X", port)
+	inode := ""
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) > 9 && strings.HasSuffix(f[1], want) {
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return fmt.Errorf("no UDP socket on port %d", port)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, d := range fds {
+		l, err := os.Readlink("/proc/self/fd/" + d.Name())
+		if err != nil || l != "socket:["+inode+"]" {
+			continue
+		}
+		fd, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+	}
+	return fmt.Errorf("UDP socket on port %d (inode %s) is not ours", port, inode)
 }

@@ -145,7 +145,8 @@ func genFrame(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint
 // send pushes frames of the template out of ifindex, source ports from
 // basePort on (flows of them, a power of two), from a thread locked into ns
 // and bound to cpu: chunks of chunk frames until d has passed (at least one
-// chunk). It returns the frames sent and the wall time.
+// chunk). It returns the frames sent (as the program counted them) and the
+// wall time.
 func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, basePort uint16, flows int, d time.Duration, chunk uint32) (uint64, time.Duration, error) {
 	if flows < 1 || flows&(flows-1) != 0 || int(basePort)+flows > 1<<16 {
 		return 0, 0, fmt.Errorf("generator: %d flows from port %d", flows, basePort)
@@ -200,6 +201,13 @@ func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, base
 			r.n += uint64(chunk)
 		}
 		r.d = time.Since(start)
+		// The frames the program made: more than the chunks asked for
+		// when a test run was interrupted (a signal) and started again.
+		var st [genSize]byte
+		if err := g.state.Lookup(uint32(0), st[:]); err != nil && r.err == nil {
+			r.err = fmt.Errorf("generator state: %w", err)
+		}
+		r.n = binary.NativeEndian.Uint64(st[genSeq:])
 		done <- r
 	}()
 	r := <-done
