@@ -38,7 +38,8 @@ type CollectorOptions struct {
 	Interfaces      []flow.Interface
 	// QueueRecords bounds the records waiting for this collector (while a
 	// TCP collector is down or slow); beyond it records are dropped and
-	// counted. Default 262144.
+	// counted. Default 262144; the daemon makes it at least twice
+	// max_flows, so that one scan ending every flow always fits.
 	QueueRecords int
 	Logger       *slog.Logger
 }
@@ -112,14 +113,22 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	return c, nil
 }
 
-// Enqueue queues a copy of recs; when the queue is full they are dropped
-// and counted.
+// Enqueue queues a copy of recs, as many as the queue has room for; the
+// rest are dropped and counted. One scan's batch larger than the whole
+// queue therefore still sends the queue's worth.
 func (c *Collector) Enqueue(recs []flow.Export) {
-	n := int64(len(recs))
-	if c.queued.Load()+n > int64(c.o.QueueRecords) {
-		c.dropped.Add(uint64(n))
+	// Only Enqueue adds to queued (the sender only takes away), so the
+	// room can only grow between this check and the add below.
+	room := int64(c.o.QueueRecords) - c.queued.Load()
+	if room < int64(len(recs)) {
+		room = max(room, 0)
+		c.dropped.Add(uint64(int64(len(recs)) - room))
+		recs = recs[:room]
+	}
+	if len(recs) == 0 {
 		return
 	}
+	n := int64(len(recs))
 	batch := append([]flow.Export(nil), recs...)
 	select {
 	case c.q <- batch:

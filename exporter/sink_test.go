@@ -83,10 +83,16 @@ func TestQueueBound(t *testing.T) {
 	if st.Queued > 1000 || st.DroppedRecords < 2000 || uint64(st.Queued)+st.DroppedRecords != 3000 {
 		t.Errorf("queued %d, dropped %d, want <= 1000 queued and the rest of 3000 dropped", st.Queued, st.DroppedRecords)
 	}
+	// A batch larger than the room left is cut, not dropped whole.
+	before := c.Stats()
+	c.Enqueue(testRecords(1500))
+	if st := c.Stats(); st.Queued+int64(st.DroppedRecords)-before.Queued-int64(before.DroppedRecords) != 1500 || st.Queued != 1000 {
+		t.Errorf("a 1500-record batch: queued %d (want 1000), dropped %d more", st.Queued, st.DroppedRecords-before.DroppedRecords)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	c.Close(ctx)
-	if st := c.Stats(); st.DroppedRecords != 3000 || st.Queued != 0 {
+	if st := c.Stats(); st.DroppedRecords != 4500 || st.Queued != 0 {
 		t.Errorf("after close: %+v", st)
 	}
 }

@@ -104,6 +104,8 @@ func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*e
 		TemplateRefresh: cfg.Export.TemplateRefresh,
 		Interfaces:      s.ifaces,
 		Logger:          s.log,
+		// One scan may end every flow the data plane holds: room for two.
+		QueueRecords: max(1<<18, 2*int(cfg.Datapath.MaxFlows)),
 	})
 }
 
