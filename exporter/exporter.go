@@ -86,6 +86,7 @@ type Exporter struct {
 	stats       Stats
 	lastMissed  uint64
 	lastInserts uint64
+	evictBal    int64 // inserts counted minus entries drained (LRU kinds)
 	seenID      IfDir // add's running count for one interface and direction
 	seen        Count
 	seenOn      bool
@@ -214,18 +215,23 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
 	e.stats.ActiveFlows = e.tab.len()
-	// Entries created in the store since the last drain, minus those the
-	// drain found: what an LRU store evicted. (Arrays may hold a flow in
-	// more than one slot, which this would count too: LRU kinds only.)
-	if cnt, err := e.src.Counters(); err == nil {
-		if ins := cnt.Inserts - e.lastInserts; e.lru && ins > uint64(n) {
-			e.stats.Evicted += ins - uint64(n)
+	// Entries created in the store, minus those the drain found: what an
+	// LRU store evicted. The inserts are read before the swap, so a few
+	// made between that read and the swap land in the next scan's count:
+	// a running balance absorbs them (it only goes positive on a real
+	// eviction). Arrays may hold a flow in more than one slot, which this
+	// would count too: LRU kinds only.
+	if e.lru {
+		e.evictBal += int64(cnt.Inserts-e.lastInserts) - int64(n)
+		if e.evictBal > 0 {
+			e.stats.Evicted += uint64(e.evictBal)
 			e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
-				"evicted", ins-uint64(n))
+				"evicted", e.evictBal)
+			e.evictBal = 0
 			pressure = true
 		}
-		e.lastInserts = cnt.Inserts
 	}
+	e.lastInserts = cnt.Inserts
 	// A store nearly full within one scan interval: drain more often
 	// before it overflows.
 	if e.opts.MaxFlows > 0 && float64(n) >= highWater*float64(e.opts.MaxFlows) {
