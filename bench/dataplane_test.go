@@ -77,8 +77,11 @@ func TestRunDataPlaneQuick(t *testing.T) {
 					sane(name, c.NsPerPacket)
 					sane(name+" bare", c.BareNsPerPacket)
 					sane(name+" ratio", c.RatioToBare)
-					if want := uint64(flows) + uint64(r.Runs*c.Packets); c.Sent != want {
-						t.Errorf("%s: sent %d, want %d", name, c.Sent, want)
+					// A test run that a signal interrupts is run again
+					// (cilium/ebpf retries on EINTR): more may be sent,
+					// never less, and the store must hold all of it.
+					if want := uint64(flows) + uint64(r.Runs*c.Packets); c.Sent < want {
+						t.Errorf("%s: sent %d, want at least %d", name, c.Sent, want)
 					}
 					// Quick runs are small enough for every store to
 					// count exactly.

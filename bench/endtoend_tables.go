@@ -89,16 +89,8 @@ func (r *EndToEndResult) note(blk EndToEndFlow, last bool) string {
 	return b.String()
 }
 
-func fmtStat(s Stat, prec int) string {
-	if math.IsNaN(s.Median) {
-		return "-"
-	}
-	v := fmt.Sprintf("%.*g", prec, s.Median)
-	if len(s.Runs) > 1 {
-		v += fmt.Sprintf(" ±%.0f%%", 100*s.Spread())
-	}
-	return v
-}
+// fmtStat renders a figure with prec significant digits.
+func fmtStat(s Stat, prec int) string { return formatStat(s, 'g', prec) }
 
 func fmtStatPtr(s *Stat, prec int) string {
 	if s == nil {

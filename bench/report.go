@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -267,11 +268,15 @@ func writeFile(path string, data []byte) error {
 }
 
 // FormatStat renders a figure as "43.1 ±2%" with prec decimals.
-func FormatStat(s Stat, prec int) string {
+func FormatStat(s Stat, prec int) string { return formatStat(s, 'f', prec) }
+
+// formatStat renders the median with strconv's format and precision, then
+// the spread; "–" where there is no figure.
+func formatStat(s Stat, format byte, prec int) string {
 	if math.IsNaN(s.Median) {
 		return "–"
 	}
-	v := fmt.Sprintf("%.*f", prec, s.Median)
+	v := strconv.FormatFloat(s.Median, format, prec, 64)
 	if len(s.Runs) > 1 {
 		v += fmt.Sprintf(" ±%.0f%%", 100*s.Spread())
 	}

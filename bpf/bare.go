@@ -42,17 +42,8 @@ type Bare struct {
 // opts.MaxFlows entries (opts.RingSize bytes for ringbuf), rotating over
 // opts.BenchRotateFlows flows (at least 1). The other fields are ignored.
 func LoadBare(opts Options) (_ *Bare, err error) {
-	if opts.Kind == "" {
-		opts.Kind = KindPerCPUHash
-	}
-	if _, err := ParseKind(string(opts.Kind)); err != nil {
+	if err := opts.check(); err != nil {
 		return nil, err
-	}
-	if opts.MaxFlows == 0 {
-		return nil, errors.New("max_flows must be at least 1")
-	}
-	if opts.Kind == KindRingbuf && (opts.RingSize < 4096 || opts.RingSize&(opts.RingSize-1) != 0) {
-		return nil, fmt.Errorf("ring size %d: want a power of two >= 4096", opts.RingSize)
 	}
 	spec, err := loadBare()
 	if err != nil {

@@ -145,22 +145,28 @@ type Datapath struct {
 	Adopted    bool       // the maps (and links) of an earlier daemon were taken over
 }
 
-// Load loads the programs and creates the maps for opts.Kind, and pins the
-// maps when opts.PinPath is set (replacing what an earlier run left there).
-func Load(opts Options) (d *Datapath, err error) {
+// check fills in the default kind and checks the store's sizes.
+func (opts *Options) check() error {
 	if opts.Kind == "" {
 		opts.Kind = KindPerCPUHash
 	}
 	if _, err := ParseKind(string(opts.Kind)); err != nil {
-		return nil, err
+		return err
 	}
 	if opts.MaxFlows == 0 {
-		return nil, errors.New("max_flows must be at least 1")
+		return errors.New("max_flows must be at least 1")
 	}
-	if opts.Kind == KindRingbuf {
-		if opts.RingSize < 4096 || opts.RingSize&(opts.RingSize-1) != 0 {
-			return nil, fmt.Errorf("ring size %d: want a power of two >= 4096", opts.RingSize)
-		}
+	if opts.Kind == KindRingbuf && (opts.RingSize < 4096 || opts.RingSize&(opts.RingSize-1) != 0) {
+		return fmt.Errorf("ring size %d: want a power of two >= 4096", opts.RingSize)
+	}
+	return nil
+}
+
+// Load loads the programs and creates the maps for opts.Kind, and pins the
+// maps when opts.PinPath is set (replacing what an earlier run left there).
+func Load(opts Options) (d *Datapath, err error) {
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 
 	spec, err := loadXflow()
