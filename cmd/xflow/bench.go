@@ -36,6 +36,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces): run as root, e.g. sudo xflow bench")
 	}
+	// Minutes of measurements must not end in an unwritable directory.
+	if err := checkWritable(*out); err != nil {
+		return usageErr(fmt.Errorf("--out: %w", err))
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the xflow binary: %w", err)
@@ -67,4 +71,17 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d of %d parts failed (%s): see %s/results.md", len(r.Failures), len(ps), strings.Join(names, ", "), *out)
 	}
 	return nil
+}
+
+// checkWritable makes dir if missing and checks a file can be made in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".xflow-bench-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -74,6 +74,15 @@ func TestBenchCommand(t *testing.T) {
 }
 
 func TestBenchUsage(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// Root: the directory check comes before any measurement.
+		file := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(file, nil, 0o644)
+		out, err := exec.Command(xflowBin, "bench", "--out", filepath.Join(file, "results")).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--out: mkdir") {
+			t.Errorf("xflow bench --out under a file: %v\n%s", err, out)
+		}
+	}
 	for _, args := range [][]string{{"--parts", "dataplane,warp"}, {"--runs", "0"}, {"extra"}} {
 		cmd := exec.Command(xflowBin, append([]string{"bench"}, args...)...)
 		out, err := cmd.CombinedOutput()
