@@ -785,7 +785,7 @@ func (r *DataPlaneResult) Plots() []Plot {
 	p := Plot{
 		Name:   "dataplane_ratio",
 		Title:  fmt.Sprintf("xflow XDP program over the bare map update, %s", frame),
-		XLabel: "flows", YLabel: "ratio to bare", LogX: true,
+		XLabel: "flows", YLabel: "ratio to bare (log)", LogX: true, LogY: true,
 	}
 	for _, k := range r.Kinds {
 		s := Series{Name: k}
