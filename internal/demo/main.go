@@ -9,10 +9,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,8 +93,9 @@ export:
 	step("starting the collector: xflow collect --listen udp://127.0.0.1:4739 (in %s)", p.NSNameA)
 	var collected syncBuffer
 	collect := inA("collect", "--listen", "udp://127.0.0.1:4739")
+	var collectLog syncBuffer
 	collect.Stdout = &collected
-	collect.Stderr = os.Stderr
+	collect.Stderr = io.MultiWriter(os.Stderr, &collectLog)
 	if err := collect.Start(); err != nil {
 		return err
 	}
@@ -101,6 +105,14 @@ export:
 			collect.Wait()
 		}
 	}()
+	// The exporter sends its templates first (then every minute): the
+	// collector must be listening before it starts.
+	for i := 0; !strings.Contains(collectLog.String(), "listening on"); i++ {
+		if i > 200 {
+			return fmt.Errorf("xflow collect did not start:\n%s", collectLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	step("starting the exporter: xflow run -c %s", cfgPath)
 	var runLog syncBuffer
@@ -161,7 +173,10 @@ export:
 	time.Sleep(300 * time.Millisecond)
 	collect.Process.Signal(syscall.SIGTERM)
 	collect.Wait()
-	lines := strings.Split(strings.TrimSpace(collected.String()), "\n")
+	var lines []string
+	if out := strings.TrimSpace(collected.String()); out != "" {
+		lines = strings.Split(out, "\n")
+	}
 	step("what the collector decoded: %d records (first 25)", len(lines))
 	for i, l := range lines {
 		if i == 25 {
@@ -172,6 +187,14 @@ export:
 	}
 	step("the exporter's last words")
 	fmt.Print(indent(lastLines(runLog.String(), 3)))
+	// The demo fails unless the collector decoded every record sent.
+	m := regexp.MustCompile(`msg="collector totals" .* records=(\d+) `).FindStringSubmatch(runLog.String())
+	if m == nil {
+		return fmt.Errorf("the exporter logged no collector totals")
+	}
+	if sent, _ := strconv.Atoi(m[1]); sent == 0 || sent != len(lines) {
+		return fmt.Errorf("the exporter sent %d records, the collector decoded %d", sent, len(lines))
+	}
 	return nil
 }
 
