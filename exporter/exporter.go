@@ -85,8 +85,8 @@ type Exporter struct {
 	out         []flow.Export
 	stats       Stats
 	lastMissed  uint64
-	lastInserts uint64
-	evictBal    int64 // inserts counted minus entries drained (LRU kinds)
+	lastInserts uint64 // LRU kinds: the inserts counter after the last swap
+	insertsOK   bool   // lastInserts was read
 	seenID      IfDir // add's running count for one interface and direction
 	seen        Count
 	seenOn      bool
@@ -103,7 +103,7 @@ func New(src Source, sinks []Sink, o Options) *Exporter {
 	e := &Exporter{src: src, sinks: sinks, opts: o, log: o.Logger, tab: newTable(o.MaxFlows), lru: o.LRU}
 	e.stats.Seen = make(map[IfDir]Count)
 	if c, err := src.Counters(); err == nil {
-		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
+		e.lastMissed, e.lastInserts, e.insertsOK = c.MissedPackets, c.Inserts, true
 	}
 	return e
 }
@@ -181,7 +181,15 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	}
 	// The records leave, and the state is saved, before the drained store
 	// is emptied (see bpf.Datapath.Drain).
+	afterSwap, afterOK := uint64(0), false
 	n, err := e.src.Drain(e.add, func() error {
+		// The drained store has no writer left: every insert counted
+		// from here on went into the fresh store (see the LRU check).
+		if e.lru {
+			if c, err := e.src.Counters(); err == nil {
+				afterSwap, afterOK = c.Inserts, true
+			}
+		}
 		e.flushSeen()
 		out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
 		before := len(out)
@@ -205,6 +213,7 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 		return e.save()
 	})
 	if err != nil {
+		e.insertsOK = false // which store took which inserts is unknown
 		return false, fmt.Errorf("drain: %w", err)
 	}
 	e.stats.LastDrain = time.Since(start)
@@ -215,23 +224,23 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
 	e.stats.ActiveFlows = e.tab.len()
-	// Entries created in the store, minus those the drain found: what an
-	// LRU store evicted. The inserts are read before the swap, so a few
-	// made between that read and the swap land in the next scan's count:
-	// a running balance absorbs them (it only goes positive on a real
-	// eviction). Arrays may hold a flow in more than one slot, which this
-	// would count too: LRU kinds only.
-	if e.lru {
-		e.evictBal += int64(cnt.Inserts-e.lastInserts) - int64(n)
-		if e.evictBal > 0 {
-			e.stats.Evicted += uint64(e.evictBal)
+	// What an LRU store evicted: entries created in it minus those the
+	// drain found. The store took every insert counted between the read
+	// after the previous swap (lastInserts) and the read before this one
+	// (cnt), and some more made around the swaps: so this is a lower
+	// bound, never a false alarm; it misses at most the inserts made
+	// during the swaps, and after a start, the entries created before it.
+	// Arrays may hold a flow in more than one slot, which this would count
+	// too: LRU kinds only.
+	if e.lru && e.insertsOK && cnt.Inserts >= e.lastInserts {
+		if ev := int64(cnt.Inserts-e.lastInserts) - int64(n); ev > 0 {
+			e.stats.Evicted += uint64(ev)
 			e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
-				"evicted", e.evictBal)
-			e.evictBal = 0
+				"evicted", ev)
 			pressure = true
 		}
 	}
-	e.lastInserts = cnt.Inserts
+	e.lastInserts, e.insertsOK = afterSwap, afterOK
 	// A store nearly full within one scan interval: drain more often
 	// before it overflows.
 	if e.opts.MaxFlows > 0 && float64(n) >= highWater*float64(e.opts.MaxFlows) {
@@ -280,7 +289,7 @@ func (e *Exporter) Restore() (flows int, err error) {
 		}
 	}, e.add, e.save)
 	if c, cerr := e.src.Counters(); cerr == nil {
-		e.lastMissed, e.lastInserts = c.MissedPackets, c.Inserts
+		e.lastMissed, e.lastInserts, e.insertsOK = c.MissedPackets, c.Inserts, true
 	}
 	e.stats.ActiveFlows = e.tab.len()
 	return e.tab.len(), err
