@@ -137,6 +137,7 @@ type Datapath struct {
 	vals     []flow.Value
 	readKeys []flow.Key // what the drain read, to delete
 	used     []uint32   // array slots the drain read, to zero
+	lastUsed int        // slots the last array drain found
 	draining int        // the store being drained, -1 if none
 
 	persist    *persisted // the exporter's state, with a pin path

@@ -76,6 +76,10 @@ func (d *Datapath) clear(m *ebpf.Map) error {
 				return fmt.Errorf("clear flow store: %w", err)
 			}
 		}
+		d.lastUsed = len(d.used)
+		if cap(d.used) > keepKeys {
+			d.used = nil // as for the keys below
+		}
 		d.used = d.used[:0]
 		return nil
 	}
@@ -135,8 +139,8 @@ func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int,
 	ncpu := d.ncpu(m)
 	idx := make([]uint32, batchSize)
 	vals := make([]slot, batchSize*ncpu)
-	// Sized for the slots the largest drain found.
-	agg := make(map[flow.Key]flow.Value, cap(d.used))
+	// Sized for the slots the last drain found.
+	agg := make(map[flow.Key]flow.Value, d.lastUsed)
 	d.used = d.used[:0]
 	var cursor ebpf.MapBatchCursor
 	for {
