@@ -11,6 +11,19 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
+// drawable reports whether the plot has a point to draw (a part that
+// failed early may leave none).
+func (p Plot) drawable() bool {
+	for _, s := range p.Series {
+		for j := range s.X {
+			if j < len(s.Y) && !(p.LogX && s.X[j] <= 0) && !(p.LogY && s.Y[j] <= 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // PNG draws the plot: one line with points per series, a legend, log axes
 // where asked (points that a log axis cannot show are left out).
 func (p Plot) PNG() ([]byte, error) {

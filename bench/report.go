@@ -184,7 +184,9 @@ func (r *Report) Markdown() string {
 			writeTable(&b, t)
 		}
 		for _, p := range s.part.Plots() {
-			fmt.Fprintf(&b, "\n![%s](%s.png)\n", p.Title, p.Name)
+			if p.drawable() {
+				fmt.Fprintf(&b, "\n![%s](%s.png)\n", p.Title, p.Name)
+			}
 		}
 	}
 	return b.String()
@@ -243,6 +245,9 @@ func (r *Report) Write(dir string) error {
 	errs = append(errs, writeFile(filepath.Join(dir, "results.md"), []byte(r.Markdown())))
 	for _, s := range r.sections() {
 		for _, p := range s.part.Plots() {
+			if !p.drawable() {
+				continue
+			}
 			png, err := p.PNG()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("bench: plot %s: %w", p.Name, err))
