@@ -87,7 +87,7 @@ type Exporter struct {
 	lastMissed  uint64
 	lastInserts uint64 // LRU kinds: the inserts counter after the last swap
 	insertsOK   bool   // lastInserts was read
-	seenID      IfDir // add's running count for one interface and direction
+	seenID      IfDir  // add's running count for one interface and direction
 	seen        Count
 	seenOn      bool
 }
