@@ -4,29 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
-)
 
-// dpRequireRoot skips a test that needs root and BPF, except in CI, where
-// it must run: there it fails.
-func dpRequireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN) and CI is set: run the tests as root")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
-}
+	"github.com/xflow-net/xflow/internal/testenv"
+)
 
 // TestRunDataPlaneQuick runs part 1 as a smoke test and checks that the
 // result is whole and sane (never how fast anything is).
 func TestRunDataPlaneQuick(t *testing.T) {
-	dpRequireRoot(t)
+	testenv.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))

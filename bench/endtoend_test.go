@@ -4,25 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // TestEndToEndQuick runs part 2's smoke version: no agent, xflow
 // (percpu_hash), softflowd and pmacctd at 1 and 4096 flows, one run each.
 // xflow must count every packet; rates are only checked to be there.
 func TestEndToEndQuick(t *testing.T) {
-	skip := t.Skip
-	if os.Getenv("CI") != "" {
-		skip = t.Fatal
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root (network namespaces, BPF)")
-	}
+	testenv.RequireRoot(t)
 	if _, err := EndToEndTools(); err != nil {
-		skip(err)
+		testenv.Unavailable(t, err.Error())
 	}
 	bin := filepath.Join(t.TempDir(), "xflow")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/xflow").CombinedOutput(); err != nil {

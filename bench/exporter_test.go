@@ -2,17 +2,13 @@ package bench
 
 import (
 	"context"
-	"os"
 	"testing"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 func TestRunExporterQuick(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t)
 	r, err := RunExporter(context.Background(), Options{Quick: true, Runs: 5})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // benchFrame is an IPv4 TCP frame of 64 bytes of payload.
@@ -68,7 +70,7 @@ func runBench(b *testing.B, p *ebpf.Program, frame []byte, warmup int) {
 // many packets as flows creates them all, so every timed packet is an
 // update. `xflow bench` measures the same, and more, with medians.
 func BenchmarkDataPlane(b *testing.B) {
-	requireRoot(b)
+	testenv.RequireRoot(b)
 	frame := benchFrame(b)
 	b.Run("xdp_pass", func(b *testing.B) { runBench(b, xdpPass(b), frame, 0) })
 	b.Run("parse_only", func(b *testing.B) {

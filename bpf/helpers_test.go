@@ -2,26 +2,14 @@ package bpf
 
 import (
 	"context"
-	"os"
 	"testing"
-)
 
-// requireRoot skips a test that needs root and BPF, except in CI, where
-// such a test must run: there it fails.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN) and CI is set: run the tests as root")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
-}
+	"github.com/xflow-net/xflow/internal/testenv"
+)
 
 func loadKind(t testing.TB, kind Kind, maxFlows uint32) *Datapath {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	d, err := Load(Options{Kind: kind, MaxFlows: maxFlows, RingSize: 1 << 20})
 	if err != nil {
 		t.Fatalf("load %s: %v", kind, err)

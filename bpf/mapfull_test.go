@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // TestMapFull sends 100 flows of 2 packets each through the XDP program
@@ -22,7 +24,7 @@ func TestMapFull(t *testing.T) {
 	ipLen := uint64(len(base) - 14)
 	for _, kind := range Kinds() {
 		t.Run(string(kind), func(t *testing.T) {
-			requireRoot(t)
+			testenv.RequireRoot(t)
 			d, err := Load(Options{Kind: kind, MaxFlows: size, RingSize: 4096})
 			if err != nil {
 				t.Fatal(err)

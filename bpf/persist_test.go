@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // Crash points of the drain protocol, replayed with two Datapaths on one
@@ -23,7 +24,7 @@ func pkey(i int) flow.Key {
 
 func persistDir(t *testing.T) string {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("xflow-persist-%d", time.Now().UnixNano()))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"testing"
 
-	"golang.org/x/sys/unix"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -123,7 +125,7 @@ func sendMix(t *testing.T, p *testnet.Pair) traffic {
 // know by construction, against a packet-socket capture (GSO expanded) and,
 // for TCP, against the kernel's own segment counts.
 func TestKindsOnVeth(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xk")
 	known := map[string]testnet.Expect{}
 	type variant struct {

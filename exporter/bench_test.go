@@ -16,6 +16,7 @@ import (
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // udpFrame is an Ethernet + IPv4 + UDP frame with 64 bytes of payload whose
@@ -39,12 +40,7 @@ func udpFrame(i int) []byte {
 // table, end every flow, and encode IPFIX messages. The flows are counted
 // first by the real XDP program (BPF_PROG_TEST_RUN), outside the timer.
 func BenchmarkDrainEncode(b *testing.B) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			b.Fatal("needs root")
-		}
-		b.Skip("needs root")
-	}
+	testenv.RequireRoot(b)
 	for _, kind := range []bpf.Kind{bpf.KindPerCPUHash, bpf.KindHash, bpf.KindPerCPUArray} {
 		b.Run(fmt.Sprintf("%s/flows=100k", kind), func(b *testing.B) {
 			const flows = 100_000
@@ -141,12 +137,7 @@ func BenchmarkTable(b *testing.B) {
 // collector sending IPFIX over UDP to 127.0.0.1, until it has sent them;
 // "steady" drains n flows the table holds, and none ends.
 func BenchmarkScan(b *testing.B) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			b.Fatal("needs root")
-		}
-		b.Skip("needs root")
-	}
+	testenv.RequireRoot(b)
 	rcv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)

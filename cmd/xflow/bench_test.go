@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 // TestBenchCommand runs `xflow bench` in its quick mode (the data plane
@@ -16,7 +18,7 @@ import (
 // checks what it writes: the tables, results.json and decodable plots.
 // It asserts no timing: only that the figures exist and the counts held.
 func TestBenchCommand(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	out := filepath.Join(t.TempDir(), "results")
 	cmd := exec.Command(xflowBin, "bench", "--quick", "--runs", "2", "--parts", "dataplane,exporter", "--out", out, "-q")
 	var stdout, stderr bytes.Buffer

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -38,17 +39,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN) and CI is set: run the tests as root")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
 }
 
 // daemon is `xflow run` started in side A's namespace (through nsenter,
@@ -186,7 +176,7 @@ func flowsJSON(t *testing.T, p *testnet.Pair, pin string, args ...string) []map[
 // TestRunAttachDetach: `xflow run` attaches XDP and TC, counts, and on
 // SIGTERM leaves nothing on the interface, for TCX and for clsact.
 func TestRunAttachDetach(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xr")
 	for _, mode := range []string{"tcx", "clsact"} {
 		t.Run(mode, func(t *testing.T) {
@@ -249,7 +239,7 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 // its own SIGTERM leaves nothing. A netlink-attached XDP program named like
 // ours, left by something else, is removed at start.
 func TestCrashRestart(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xc")
 	pin := pinDir(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -315,7 +305,7 @@ pin_path: %s
 // message naming the file, line and field, and nothing is attached or
 // pinned.
 func TestRunBadInput(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xb")
 	pin := pinDir(t)
 	for _, c := range []struct {
@@ -371,7 +361,7 @@ func runExit(t *testing.T, p *testnet.Pair, cfg string) (int, string) {
 // nothing attached to the other interfaces and no pins; and a second
 // daemon on the same pin path is refused without touching the first.
 func TestRunStartFailures(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xf")
 	if err := p.Do(p.NSA, func() error {
 		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "xtun0"}, Mode: netlink.TUNTAP_MODE_TUN})

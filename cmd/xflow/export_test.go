@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xflow-net/xflow/collector"
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -176,7 +177,7 @@ func onOffSender(t *testing.T, p *testnet.Pair, flows int, d time.Duration, seed
 // packets and bytes exported per 5-tuple, summed over all their records,
 // equal what was sent — and what a packet capture saw, for every flow.
 func TestExportExact(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	duration := 30 * time.Second
 	if testing.Short() {
 		duration = 5 * time.Second
@@ -311,7 +312,7 @@ func logInt(t *testing.T, log, msg, key string) uint64 {
 // connection is a new session: data without them would be undecodable),
 // and every record is either received or counted as dropped.
 func TestExportTCPRestart(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xt")
 	sink := newRecordSink()
 	coll := listenCollector(t, p, "tcp://127.0.0.1:0", sink)

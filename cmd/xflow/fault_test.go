@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -18,7 +19,7 @@ import (
 // counts what the stalled one loses, and when that collector comes back it
 // reconnects with templates; every record is delivered or counted.
 func TestCollectorStall(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xs")
 	healthy := newRecordSink()
 	hcoll := listenCollector(t, p, "udp://127.0.0.1:0", healthy)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/xflow-net/xflow/collector"
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -78,10 +79,7 @@ func requireTools(t *testing.T) {
 		return
 	}
 	msg := fmt.Sprintf("missing %v (apt-get install nfdump tshark; go install github.com/netsampler/goflow2/v2/cmd/goflow2@v2.2.6)", missing)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Unavailable(t, msg)
 }
 
 // peer is an external collector process running in side A's namespace,
@@ -162,7 +160,7 @@ const (
 // goflow2 and tshark at once, and compares what each decoded, flow by flow
 // and field by field, with what went in.
 func TestInterop(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	requireTools(t)
 	for _, proto := range []string{"ipfix", "netflow9", "netflow5"} {
 		t.Run(proto+"/udp", func(t *testing.T) { interop(t, proto, "udp") })

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -53,7 +54,7 @@ func scrape(t *testing.T, p *testnet.Pair, addr string) map[string]float64 {
 // traffic sent (as a capture saw it) and with the records the collector
 // received.
 func TestMetrics(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xm")
 	sink := newRecordSink()
 	coll := listenCollector(t, p, "udp://127.0.0.1:0", sink)
@@ -137,7 +138,7 @@ metrics: {listen: %s}
 // daemon stays healthy: every packet the capture saw is either in an
 // exported record or counted as missed.
 func TestMapPressure(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xp")
 	sink := newRecordSink()
 	coll := listenCollector(t, p, "udp://127.0.0.1:0", sink)

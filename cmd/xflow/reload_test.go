@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -16,7 +17,7 @@ import (
 // an unchanged collector's sink, and a broken configuration changes
 // nothing.
 func TestReload(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xh")
 	sinkA, sinkB := newRecordSink(), newRecordSink()
 	collA := listenCollector(t, p, "udp://127.0.0.1:0", sinkA)

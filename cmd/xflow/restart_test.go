@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -17,7 +18,7 @@ import (
 // takes over the maps and the saved flows, and the packets and bytes
 // exported per flow equal what was sent (and what a capture saw).
 func TestRestartWithoutLoss(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, kind := range []string{"percpu_hash", "percpu_array"} {
 		t.Run(kind, func(t *testing.T) {
 			p := testnet.NewPair(t, "xw")
@@ -91,7 +92,7 @@ metrics: {listen: ""}
 // adopted maps beside the new hook (every packet would count twice), and
 // nothing may stay attached or pinned after the last SIGTERM.
 func TestRestartHookChange(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xr")
 	sink := newRecordSink()
 	coll := listenCollector(t, p, "udp://127.0.0.1:0", sink)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xflow-net/xflow/collector"
+	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -62,7 +63,7 @@ func testCA(t *testing.T, dir, name string) (caFile string, server tls.Certifica
 // connection is refused with a clear error, nothing is sent, and the
 // daemon goes on.
 func TestExportTLS(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	goodCA, server := testCA(t, dir, "good-ca")
 	otherCA, _ := testCA(t, dir, "other-ca")

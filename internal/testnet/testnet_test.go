@@ -16,19 +16,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xflow-net/xflow/internal/testenv"
 )
 
 const testPrefix = "xtn"
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("testnet tests need root (CI is set, so not skipping)")
-		}
-		t.Skip("testnet tests need root")
-	}
-}
 
 // leftovers lists namespaces under NetnsDir and links in the current
 // namespace whose names start with prefix.
@@ -60,7 +52,7 @@ func leftovers(t *testing.T, prefix string) []string {
 // nothing named after the pair is left.
 func newTestPair(t *testing.T) *Pair {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	var base string
 	t.Cleanup(func() {
 		if base == "" {
@@ -553,7 +545,7 @@ func TestBackground(t *testing.T) {
 }
 
 func TestCleanup(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	var base string
 	t.Run("pair", func(t *testing.T) {
 		p := NewPair(t, "xtncl")
