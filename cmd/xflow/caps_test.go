@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,27 +78,9 @@ func requireSetpriv(t *testing.T) {
 	testenv.Unavailable(t, why)
 }
 
-// capsLog is a daemon's standard error, safe to read while it writes.
-type capsLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *capsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *capsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type capsDaemon struct {
 	cmd  *exec.Cmd
-	log  *capsLog
+	log  *syncBuffer
 	done chan struct{} // closed when the process has exited; then err is set
 	err  error
 }
@@ -109,7 +89,7 @@ type capsDaemon struct {
 // it counts.
 func startCapsDaemon(t *testing.T, p *testnet.Pair, caps, cfg string) *capsDaemon {
 	t.Helper()
-	d := &capsDaemon{log: &capsLog{}, done: make(chan struct{})}
+	d := &capsDaemon{log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = capsCommand(p, caps, "run", "-c", cfg)
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
@@ -194,7 +174,7 @@ func runCapsToExit(t *testing.T, p *testnet.Pair, caps, cfg string) (int, string
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := capsCommand(p, caps, "run", "-c", cfg)
-	out := &capsLog{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,12 +46,31 @@ func TestMain(m *testing.M) {
 // which unlike `ip netns exec` keeps the host's /sys/fs/bpf).
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is a process's output, safe to read while exec's copying
+// goroutine writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startDaemon(t *testing.T, p *testnet.Pair, cfg string, flags ...string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &bytes.Buffer{}}
+	d := &daemon{stderr: &syncBuffer{}}
 	d.cmd = exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + p.NSNameA, xflowBin, "run", "-c", cfg}, flags...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
