@@ -101,7 +101,9 @@ type Options struct {
 	// kind (the spare Drain swaps in first) apart from MaxFlows: after a
 	// Drain the programs count into a store of that size. For callers that
 	// never Drain, or must keep a large store's memory and allocation time
-	// down. Array stores all have MaxFlows slots and ignore it.
+	// down. Array stores all have MaxFlows slots and ignore it. A later
+	// Load with another spare size does not adopt the pinned stores: it
+	// drains them once (Restore) instead.
 	SpareFlows uint32
 }
 
