@@ -3,6 +3,7 @@ GO      ?= go
 # Go and the tools `go install` puts in ~/go/bin, wherever PATH lacks them.
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 BIN     := bin/xflow
+BENCH_BIN := bin/xflow-bench
 PKGS    := ./...
 # Fuzz budgets are execution counts: a duration races Go 1.26's fuzz
 # coordinator into a spurious "context deadline exceeded" (golang/go#75804).
@@ -15,13 +16,15 @@ all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/xflow
+	$(GO) build -o $(BENCH_BIN) ./cmd/xflow-bench
 
 # Regenerate the eBPF objects and their Go bindings (needs clang and
 # libbpf-dev; `go build` itself only needs the committed output).
 generate:
 	cd bpf && $(GO) generate ./...
 
-# Fails if the committed objects do not match bpf/*.c (CI runs it).
+# Fails if the committed objects do not match bpf/*.c and bpf/bare/*.c (CI
+# runs it).
 check-generated: generate
 	git diff --exit-code -- bpf/
 
@@ -66,15 +69,16 @@ demo: need-root deps build
 
 # The performance evaluation: data plane per map kind, the agent end to
 # end on a veth pair beside softflowd and pmacctd, and the exporter. Writes
-# results.md, results.json and plots to $(BENCH_OUT).
+# results.md, results.json and plots to $(BENCH_OUT). The benchmark is its
+# own binary (cmd/xflow-bench); the end-to-end part runs bin/xflow.
 BENCH_OUT  ?= bench-results
 BENCH_RUNS ?= 5
 bench: need-root bench-deps build
-	$(BIN) bench --out $(BENCH_OUT) --runs $(BENCH_RUNS)
+	$(BENCH_BIN) --out $(BENCH_OUT) --runs $(BENCH_RUNS) --xflow $(BIN)
 
 # Go benchmarks of single stages (data plane programs, drain loop, encoders).
 gobench: need-root
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./exporter
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./exporter/ipfix ./exporter/netflow9 ./exporter/netflow5
 

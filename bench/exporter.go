@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/bpf/bare"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
@@ -194,7 +195,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		// timeout is 1 s: the scan ends them all.
 		e := newExporter(time.Second)
 		stamp(recs, 20*time.Second, 10*time.Second)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		before := coll.Stats()
@@ -222,7 +223,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		// Memory and steady-state scans: n flows that stay.
 		e = newExporter(time.Hour)
 		stamp(recs, 2*time.Second, time.Second)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		if _, err := e.Scan(); err != nil {
@@ -233,7 +234,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		}
 		mem = append(mem, float64(int64(liveHeap())-int64(base))/float64(n))
 		stamp(recs, time.Second, 0)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		runtime.GC()
@@ -247,7 +248,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		if st := e.Stats(); st.ActiveFlows != n || st.Drained != 2*uint64(n) {
 			return row, fmt.Errorf("steady scan: %d active flows, %d drained; want %d, %d", st.ActiveFlows, st.Drained, n, 2*n)
 		}
-		row.KernelStoreBytes, row.KernelStateBytes = d.BenchMemory()
+		row.KernelStoreBytes, row.KernelStateBytes = bare.Memory(d)
 		log.Info("exporter", "kind", kind, "flows", n, "run", r+1,
 			"flows_per_s", int(rate[r]), "cpu_ns_per_flow", int(cpu[r]), "bytes_per_flow", int(mem[r]),
 			"scan_ms", fmt.Sprintf("%.1f", scan[r]), "save_ms", fmt.Sprintf("%.1f", save[r]))

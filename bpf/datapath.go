@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -61,8 +62,9 @@ func (k Kind) cKind() uint32 {
 	return 0
 }
 
-// mapType is the BPF map type of the kind's store (0 for ringbuf).
-func (k Kind) mapType() ebpf.MapType {
+// MapType is the BPF map type of the kind's store (UnspecifiedMap for
+// ringbuf).
+func (k Kind) MapType() ebpf.MapType {
 	switch k {
 	case KindHash:
 		return ebpf.Hash
@@ -90,27 +92,19 @@ type Options struct {
 	// PinPath is the bpffs directory the maps are pinned under; "" pins
 	// nothing.
 	PinPath string
-	// BenchRotateFlows is for benchmarks only: when n > 0, each packet the
-	// programs see has a rotation r < n XOR-ed into the low 32 bits of its
-	// source address, r advancing by 1 per packet (mod n), or by the
-	// stride SetBenchStride sets: one repeated test frame makes n flows, n
-	// packets create them all and every later packet updates one
-	// (include/bench.h). Zero in production, where the verifier removes
-	// the code.
-	BenchRotateFlows uint32
-	// BenchParseOnly is for benchmarks only: the programs parse each
-	// packet and fill in its flow key, then return without storing it
-	// (the cost of parsing alone). False in production, where the verifier
-	// removes the code.
-	BenchParseOnly bool
-	// BenchTinySpare is for benchmarks only: with a hash kind, the spare
-	// store, the one Drain swaps in, gets one entry instead of MaxFlows,
-	// which halves the memory and the load time of a large store (per-CPU
-	// stores of millions of entries take seconds to allocate). After a
-	// Drain the data plane counts into the tiny store: Drain again before
-	// sending more packets (BenchTake empties the store in place and needs
-	// no spare). Array stores must all have the same size: they ignore it.
-	BenchTinySpare bool
+	// Spec, when set, is the collection Load loads instead of Spec()'s: a
+	// caller's edited copy of it (its load-time constants set, for one).
+	// Load does not modify it; it still sets the kind, the sizes and the
+	// maps it manages.
+	Spec *ebpf.CollectionSpec
+	// SpareFlows, when non-zero, sizes the second flow store of a hash
+	// kind (the spare Drain swaps in first) apart from MaxFlows: after a
+	// Drain the programs count into a store of that size. For callers that
+	// never Drain, or must keep a large store's memory and allocation time
+	// down. Array stores all have MaxFlows slots and ignore it. A later
+	// Load with another spare size does not adopt the pinned stores: it
+	// drains them once (Restore) instead.
+	SpareFlows uint32
 }
 
 // Pin names under Options.PinPath.
@@ -163,6 +157,17 @@ func (opts *Options) check() error {
 	return nil
 }
 
+// Spec is the data plane's collection (xflow.c, compiled), a fresh copy
+// each call: edit it (its load-time constants, say) and hand it to Load as
+// Options.Spec.
+func Spec() (*ebpf.CollectionSpec, error) {
+	spec, err := loadXflow()
+	if err != nil {
+		return nil, fmt.Errorf("read eBPF object: %w", err)
+	}
+	return spec, nil
+}
+
 // Load loads the programs and creates the maps for opts.Kind, and pins the
 // maps when opts.PinPath is set (replacing what an earlier run left there).
 func Load(opts Options) (d *Datapath, err error) {
@@ -170,15 +175,15 @@ func Load(opts Options) (d *Datapath, err error) {
 		return nil, err
 	}
 
-	spec, err := loadXflow()
-	if err != nil {
+	var spec *ebpf.CollectionSpec
+	if opts.Spec != nil {
+		spec = opts.Spec.Copy()
+	} else if spec, err = Spec(); err != nil {
 		return nil, err
 	}
 	for name, val := range map[string]uint32{
-		"map_kind":           opts.Kind.cKind(),
-		"array_slots":        max(opts.MaxFlows, 1),
-		"bench_rotate_flows": opts.BenchRotateFlows,
-		"bench_parse_only":   b2u(opts.BenchParseOnly),
+		"map_kind":    opts.Kind.cKind(),
+		"array_slots": max(opts.MaxFlows, 1),
 	} {
 		if err := spec.Variables[name].Set(val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -195,7 +200,7 @@ func Load(opts Options) (d *Datapath, err error) {
 		storeSpec = spec.Maps["flows"].InnerMap
 	}
 	if storeSpec != nil {
-		storeSpec.Type = opts.Kind.mapType()
+		storeSpec.Type = opts.Kind.MapType()
 		storeSpec.MaxEntries = opts.MaxFlows
 	}
 
@@ -283,8 +288,8 @@ func Load(opts Options) (d *Datapath, err error) {
 		for i := range d.stores {
 			s := storeSpec.Copy()
 			s.Name = fmt.Sprintf("xflow_store_%d", i)
-			if i > 0 && opts.BenchTinySpare && !opts.Kind.isArray() {
-				s.MaxEntries = 1
+			if i > 0 && opts.SpareFlows > 0 && !opts.Kind.isArray() {
+				s.MaxEntries = opts.SpareFlows
 			}
 			if d.stores[i], err = ebpf.NewMap(s); err != nil {
 				return nil, fmt.Errorf("create flow store (%s, %d entries): %w", opts.Kind, opts.MaxFlows, err)
@@ -450,5 +455,50 @@ func (d *Datapath) Counters() (Counters, error) {
 	return c, err
 }
 
-// XDP is the loaded XDP program (for BPF_PROG_TEST_RUN benchmarks).
-func (d *Datapath) XDP() *ebpf.Program { return d.objs.XflowXdp }
+// Programs are the data plane's loaded programs.
+type Programs struct {
+	XDP       *ebpf.Program // xflow_xdp
+	TCIngress *ebpf.Program // xflow_tc_ingress
+	TCEgress  *ebpf.Program // xflow_tc_egress
+}
+
+// Programs returns the loaded programs, to run them on test input
+// (BPF_PROG_TEST_RUN) or inspect them. They belong to the Datapath: do not
+// close them.
+func (d *Datapath) Programs() Programs {
+	return Programs{XDP: d.objs.XflowXdp, TCIngress: d.objs.XflowTcIngress, TCEgress: d.objs.XflowTcEgress}
+}
+
+// Variable returns the loaded global variable of xflow.c called name, nil
+// if there is none. Constants (const volatile) are read-only once loaded:
+// set them in the spec (Spec, Options.Spec).
+func (d *Datapath) Variable(name string) *ebpf.Variable {
+	v := reflect.ValueOf(&d.objs.xflowVariables).Elem()
+	for i := range v.NumField() {
+		if v.Type().Field(i).Tag.Get("ebpf") == name {
+			return v.Field(i).Interface().(*ebpf.Variable)
+		}
+	}
+	return nil
+}
+
+// Maps are the data plane's flow stores and state maps.
+type Maps struct {
+	Store  *ebpf.Map    // the flow store the programs count into now (nil for ringbuf)
+	Stores [2]*ebpf.Map // both flow stores (nil for ringbuf)
+	State  [2]*ebpf.Map // the exporter's persisted state (nil without a pin path)
+}
+
+// Maps returns the flow stores and state maps, to inspect them. They
+// belong to the Datapath: do not close them, and do not write to them
+// while an exporter drains.
+func (d *Datapath) Maps() Maps {
+	m := Maps{}
+	if d.ring == nil {
+		m.Store, m.Stores = d.stores[d.active], d.stores
+	}
+	if d.persist != nil {
+		m.State = d.persist.state
+	}
+	return m
+}

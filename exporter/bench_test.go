@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/bpf/bare"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/internal/testenv"
@@ -59,7 +60,7 @@ func BenchmarkDrainEncode(b *testing.B) {
 			var elapsed time.Duration
 			for it := 0; it < b.N; it++ {
 				for _, f := range frames {
-					if _, err := d.XDP().Run(&ebpf.RunOptions{Data: f}); err != nil {
+					if _, err := d.Programs().XDP.Run(&ebpf.RunOptions{Data: f}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -183,7 +184,7 @@ func BenchmarkScan(b *testing.B) {
 						MaxFlows: 2 * n, Logger: slog.New(slog.DiscardHandler)})
 					recs := benchFlows(n, 10*time.Second)
 					if mode == "steady" {
-						if err := d.BenchFill(recs); err != nil {
+						if err := bare.Fill(d, recs); err != nil {
 							b.Fatal(err)
 						}
 						if _, err := e.Scan(); err != nil {
@@ -192,7 +193,7 @@ func BenchmarkScan(b *testing.B) {
 					}
 					var elapsed time.Duration
 					for it := 0; it < b.N; it++ {
-						if err := d.BenchFill(recs); err != nil {
+						if err := bare.Fill(d, recs); err != nil {
 							b.Fatal(err)
 						}
 						want := coll.Stats().Records + uint64(n)

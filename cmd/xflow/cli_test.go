@@ -428,3 +428,25 @@ func TestRunStartFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestUsage: the usage lists the commands, and the benchmark is not one
+// of them (it is cmd/xflow-bench, not part of this binary).
+func TestUsage(t *testing.T) {
+	out, err := exec.Command(xflowBin, "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xflow help: %v\n%s", err, out)
+	}
+	for _, cmd := range []string{"run", "flows", "collect", "check", "clean", "version"} {
+		if !strings.Contains(string(out), "xflow "+cmd) {
+			t.Errorf("usage lacks %q:\n%s", cmd, out)
+		}
+	}
+	if strings.Contains(string(out), "bench") {
+		t.Errorf("usage mentions bench:\n%s", out)
+	}
+	out, err = exec.Command(xflowBin, "bench").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), `unknown command "bench"`) {
+		t.Errorf("xflow bench: %v, want exit status 2 and unknown command\n%s", err, out)
+	}
+}
