@@ -15,6 +15,7 @@ import (
 	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // sinkKey is what makes a collector's sink: a reload keeps the sinks whose
@@ -28,7 +29,7 @@ type sinkKey struct {
 
 type sinkEntry struct {
 	key sinkKey
-	c   *exporter.Collector
+	c   *sink.Destination
 }
 
 // collectorSet is the daemon's collector sinks, as configured now.
@@ -44,15 +45,15 @@ type collectorSet struct {
 // build makes the sinks for cfg, reusing the current ones whose settings
 // did not change; it returns the sinks no longer configured (to close).
 // On error nothing changes.
-func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, err error) {
+func (s *collectorSet) build(cfg *config.Config) (unused []*sink.Destination, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := map[sinkKey]*exporter.Collector{}
+	old := map[sinkKey]*sink.Destination{}
 	for _, e := range s.entries {
 		old[e.key] = e.c
 	}
 	var next []sinkEntry
-	var made []*exporter.Collector
+	var made []*sink.Destination
 	defer func() {
 		if err != nil {
 			closeAll(made, time.Second)
@@ -80,8 +81,8 @@ func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, 
 	return unused, nil
 }
 
-func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*exporter.Collector, error) {
-	var enc exporter.Encoder
+func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*sink.Destination, error) {
+	var enc sink.Encoder
 	switch cc.Protocol {
 	case "ipfix":
 		enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
@@ -96,7 +97,7 @@ func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*e
 	if err != nil {
 		return nil, fmt.Errorf("collector %s: %w", cc.Address, err)
 	}
-	return exporter.NewCollector(exporter.CollectorOptions{
+	return sink.New(sink.Options{
 		Address:         cc.Address,
 		Transport:       cc.Transport,
 		TLS:             tlsCfg,
@@ -121,12 +122,12 @@ func (s *collectorSet) sinks() []exporter.Sink {
 }
 
 // metrics lists the current collectors for the metrics endpoint.
-func (s *collectorSet) metrics() []metrics.Collector {
+func (s *collectorSet) metrics() []metrics.Destination {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]metrics.Collector, len(s.entries))
+	out := make([]metrics.Destination, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = metrics.Collector{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
+		out[i] = metrics.Destination{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
 			Transport: e.key.collector.Transport, Stats: e.c.Stats}
 	}
 	return out
@@ -147,7 +148,7 @@ func (s *collectorSet) logTotals() {
 
 // closeAll closes collectors, each sending what it has queued for at most
 // timeout.
-func closeAll(cs []*exporter.Collector, timeout time.Duration) error {
+func closeAll(cs []*sink.Destination, timeout time.Duration) error {
 	var errs []error
 	for _, c := range cs {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

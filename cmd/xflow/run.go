@@ -18,9 +18,11 @@ import (
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
+	"github.com/xflow-net/xflow/sink"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -60,8 +62,8 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	}
 	// A daemon already running on this pin path owns its attachments and
 	// pins: touch nothing.
-	sock := exporter.ControlSocket(cfg.PinPath)
-	if exporter.DaemonAnswers(sock) {
+	sock := control.SocketPath(cfg.PinPath)
+	if control.Answers(sock) {
 		return fmt.Errorf("an xflow daemon already runs with pin_path %s (its control socket %s answers)", cfg.PinPath, sock)
 	}
 	var ifaces []flow.Interface
@@ -83,7 +85,7 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	defer func() {
 		// Normally closed by Shutdown; this covers early returns.
 		if !shutDown {
-			var all []*exporter.Collector
+			var all []*sink.Destination
 			for _, e := range cols.entries {
 				all = append(all, e.c)
 			}
@@ -184,7 +186,7 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 		},
 	})
 	if cfg.Metrics.Listen != "" {
-		m := metrics.New(metrics.Sources{Datapath: dp, Exporter: exp, Collectors: cols.metrics,
+		m := metrics.New(metrics.Sources{Datapath: dp, Exporter: exp, Destinations: cols.metrics,
 			Interfaces: ifaces, MaxFlows: cfg.Datapath.MaxFlows})
 		stopMetrics, err := m.Serve(cfg.Metrics.Listen, log)
 		if err != nil {
@@ -200,7 +202,7 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	} else if dp.Adopted || n > 0 {
 		log.Info("took over from an earlier daemon", "maps_adopted", dp.Adopted, "flows", n)
 	}
-	ctlStop, err := exporter.ServeControl(sock, exp, log)
+	ctlStop, err := control.Serve(sock, exp, log)
 	if err != nil {
 		return err
 	}
