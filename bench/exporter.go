@@ -21,6 +21,7 @@ import (
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // ExporterResult is part 3: drain + encode + send rate and user-space
@@ -95,7 +96,7 @@ func RunExporter(ctx context.Context, o Options) (*ExporterResult, error) {
 		return nil, err
 	}
 	defer rcv.close()
-	coll, err := exporter.NewCollector(exporter.CollectorOptions{
+	coll, err := sink.New(sink.Options{
 		Address: rcv.addr, Transport: "udp", TemplateRefresh: time.Hour,
 		Encoder: ipfix.NewEncoder(ipfix.Options{ObservationDomain: 1, MTU: ipfix.DefaultMTU}),
 		// A scan of 1M ended flows is one batch: the queue must take it
@@ -153,7 +154,7 @@ func (s *timedSource) SaveState(each func(yield func(*flow.Key, *flow.State))) e
 	return err
 }
 
-func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs int, coll *exporter.Collector, rcv *udpSink) (ExporterRow, error) {
+func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs int, coll *sink.Destination, rcv *udpSink) (ExporterRow, error) {
 	row := ExporterRow{Kind: string(kind), Flows: n, MaxFlows: n + n/4}
 	pin, err := os.MkdirTemp("/sys/fs/bpf", "xflow-bench-")
 	if err != nil {
@@ -310,7 +311,7 @@ func cpuTime() time.Duration {
 
 // waitSent waits until the collector has sent or dropped want records in
 // all.
-func waitSent(ctx context.Context, coll *exporter.Collector, want uint64) error {
+func waitSent(ctx context.Context, coll *sink.Destination, want uint64) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st := coll.Stats()

@@ -84,6 +84,10 @@ func (k Kind) MapType() ebpf.MapType {
 
 func (k Kind) isArray() bool { return k == KindArray || k == KindPerCPUArray }
 
+// Evicts says whether the store is an LRU hash: the kernel evicts entries
+// to make room, and their counts are lost (the exporter counts them).
+func (k Kind) Evicts() bool { return k == KindLRUHash || k == KindLRUPerCPUHash }
+
 // Options configure Load.
 type Options struct {
 	Kind     Kind

@@ -18,6 +18,7 @@ import (
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/internal/testenv"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // udpFrame is an Ethernet + IPv4 + UDP frame with 64 bytes of payload whose
@@ -152,7 +153,7 @@ func BenchmarkScan(b *testing.B) {
 			}
 		}
 	}()
-	coll, err := NewCollector(CollectorOptions{Address: rcv.LocalAddr().String(), Transport: "udp",
+	coll, err := sink.New(sink.Options{Address: rcv.LocalAddr().String(), Transport: "udp",
 		Encoder: ipfix.NewEncoder(ipfix.Options{ObservationDomain: 1}), TemplateRefresh: time.Hour,
 		QueueRecords: 1 << 21, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
 
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
@@ -269,7 +269,7 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 			if entries, err := os.ReadDir(pin); err != nil || len(entries) == 0 {
 				t.Errorf("pins under %s: %v %v", pin, entries, err)
 			}
-			if fi, err := os.Stat(exporter.ControlSocket(pin)); err != nil || fi.Mode()&os.ModeSocket == 0 {
+			if fi, err := os.Stat(control.SocketPath(pin)); err != nil || fi.Mode()&os.ModeSocket == 0 {
 				t.Errorf("control socket: %v %v", fi, err)
 			}
 
@@ -339,8 +339,8 @@ pin_path: %s
 			if entries, _ := os.ReadDir(pin); len(entries) != 0 {
 				t.Errorf("left pinned: %v", entries)
 			}
-			if _, err := os.Stat(exporter.ControlSocket(pin)); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("control socket %s: %v", exporter.ControlSocket(pin), err)
+			if _, err := os.Stat(control.SocketPath(pin)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("control socket %s: %v", control.SocketPath(pin), err)
 			}
 		})
 	}

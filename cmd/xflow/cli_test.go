@@ -19,7 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
@@ -174,7 +174,7 @@ func pinDir(t *testing.T) string {
 	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("xflow-test-%d", time.Now().UnixNano()))
 	t.Cleanup(func() {
 		os.RemoveAll(dir)
-		os.Remove(exporter.ControlSocket(dir)) // left by a daemon killed with -9
+		os.Remove(control.SocketPath(dir)) // left by a daemon killed with -9
 	})
 	return dir
 }

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -87,12 +87,12 @@ func cmdFlows(args []string, stdout io.Writer) error {
 // started), or, when none answers, reads the pinned maps (what was counted
 // since the daemon's last drain).
 func readFlows(pinPath string) (recs []flow.Record, p *bpf.Pinned, fromDaemon bool, err error) {
-	recs, err = exporter.FetchFlows(exporter.ControlSocket(pinPath))
+	recs, err = control.FetchFlows(control.SocketPath(pinPath))
 	if err == nil {
 		p, _ = bpf.OpenPinned(pinPath) // for the counters only
 		return recs, p, true, nil
 	}
-	if !errors.Is(err, exporter.ErrNoDaemon) {
+	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, nil, false, err
 	}
 	p, err = bpf.OpenPinned(pinPath)
@@ -182,7 +182,7 @@ func showFlows(o flowsOpts, w io.Writer) error {
 		return err
 	}
 	if !fromDaemon {
-		fmt.Fprintf(w, "no daemon answered on %s: counts since its last drain, from the pinned maps\n", exporter.ControlSocket(o.pinPath))
+		fmt.Fprintf(w, "no daemon answered on %s: counts since its last drain, from the pinned maps\n", control.SocketPath(o.pinPath))
 	}
 	if p == nil {
 		return nil

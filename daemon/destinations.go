@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
@@ -15,62 +17,64 @@ import (
 	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
+	"github.com/xflow-net/xflow/sink"
 )
 
-// sinkKey is what makes a collector's sink: a reload keeps the sinks whose
-// key did not change (their connections, templates and sequence numbers).
-type sinkKey struct {
+// destKey is what makes a collector's destination: a reload keeps the
+// destinations whose key did not change (their connections, templates and
+// sequence numbers).
+type destKey struct {
 	collector config.Collector
 	domain    uint32
 	mtu       int
 	refresh   time.Duration
 }
 
-type sinkEntry struct {
-	key sinkKey
-	c   *exporter.Collector
+type destEntry struct {
+	key destKey
+	d   *sink.Destination
 }
 
-// collectorSet is the daemon's collector sinks, as configured now.
-type collectorSet struct {
+// destinations is the daemon's export destinations, as configured now.
+type destinations struct {
 	ifaces []flow.Interface
 	boot   time.Time
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	entries []sinkEntry
+	entries []destEntry
 }
 
-// build makes the sinks for cfg, reusing the current ones whose settings
-// did not change; it returns the sinks no longer configured (to close).
-// On error nothing changes.
-func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, err error) {
+// build makes the destinations for cfg, reusing the current ones whose
+// settings did not change; it returns those no longer configured (to
+// close). On error nothing changes.
+func (s *destinations) build(cfg *config.Config) (unused []*sink.Destination, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := map[sinkKey]*exporter.Collector{}
+	old := map[destKey]*sink.Destination{}
 	for _, e := range s.entries {
-		old[e.key] = e.c
+		old[e.key] = e.d
 	}
-	var next []sinkEntry
-	var made []*exporter.Collector
+	var next []destEntry
+	var made []*sink.Destination
 	defer func() {
 		if err != nil {
 			closeAll(made, time.Second)
 		}
 	}()
 	for _, cc := range cfg.Export.Collectors {
-		k := sinkKey{collector: cc, domain: cfg.Export.ObservationDomain, mtu: cfg.Export.MTU, refresh: cfg.Export.TemplateRefresh}
+		k := destKey{collector: cc, domain: cfg.Export.ObservationDomain, mtu: cfg.Export.MTU, refresh: cfg.Export.TemplateRefresh}
 		if c, ok := old[k]; ok {
-			next = append(next, sinkEntry{k, c})
+			next = append(next, destEntry{k, c})
 			delete(old, k)
 			continue
 		}
-		c, err := s.newCollector(cfg, cc)
+		c, err := s.newDestination(cfg, cc)
 		if err != nil {
 			return nil, err
 		}
 		made = append(made, c)
-		next = append(next, sinkEntry{k, c})
+		next = append(next, destEntry{k, c})
 		s.log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
 	}
 	for _, c := range old {
@@ -80,8 +84,8 @@ func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, 
 	return unused, nil
 }
 
-func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*exporter.Collector, error) {
-	var enc exporter.Encoder
+func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (*sink.Destination, error) {
+	var enc sink.Encoder
 	switch cc.Protocol {
 	case "ipfix":
 		enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
@@ -90,13 +94,13 @@ func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*e
 	case "netflow5":
 		enc = netflow5.NewEncoder(netflow5.Options{EngineID: uint8(cfg.Export.ObservationDomain), MTU: cfg.Export.MTU, Boot: s.boot})
 	default:
-		return nil, usageErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
+		return nil, configErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
 	}
 	tlsCfg, err := cc.TLSConfig()
 	if err != nil {
 		return nil, fmt.Errorf("collector %s: %w", cc.Address, err)
 	}
-	return exporter.NewCollector(exporter.CollectorOptions{
+	return sink.New(sink.Options{
 		Address:         cc.Address,
 		Transport:       cc.Transport,
 		TLS:             tlsCfg,
@@ -109,35 +113,35 @@ func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*e
 	})
 }
 
-// sinks lists the current sinks.
-func (s *collectorSet) sinks() []exporter.Sink {
+// sinks lists the current destinations, as the exporter feeds them.
+func (s *destinations) sinks() []exporter.Sink {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]exporter.Sink, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = e.c
+		out[i] = e.d
 	}
 	return out
 }
 
-// metrics lists the current collectors for the metrics endpoint.
-func (s *collectorSet) metrics() []metrics.Collector {
+// metrics lists the current destinations for the metrics endpoint.
+func (s *destinations) metrics() []metrics.Destination {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]metrics.Collector, len(s.entries))
+	out := make([]metrics.Destination, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = metrics.Collector{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
-			Transport: e.key.collector.Transport, Stats: e.c.Stats}
+		out[i] = metrics.Destination{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
+			Transport: e.key.collector.Transport, Stats: e.d.Stats}
 	}
 	return out
 }
 
 // logTotals logs each collector's totals.
-func (s *collectorSet) logTotals() {
+func (s *destinations) logTotals() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.entries {
-		cs, cc := e.c.Stats(), e.key.collector
+		cs, cc := e.d.Stats(), e.key.collector
 		s.log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
 			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
 			"dropped_records", cs.DroppedRecords, "unexportable_records", cs.Unexportable, "send_errors", cs.SendErrors,
@@ -145,9 +149,21 @@ func (s *collectorSet) logTotals() {
 	}
 }
 
-// closeAll closes collectors, each sending what it has queued for at most
-// timeout.
-func closeAll(cs []*exporter.Collector, timeout time.Duration) error {
+// closeAll closes every destination, each sending what it has queued for
+// at most timeout (a start that failed).
+func (s *destinations) closeAll(timeout time.Duration) error {
+	s.mu.Lock()
+	all := make([]*sink.Destination, len(s.entries))
+	for i, e := range s.entries {
+		all[i] = e.d
+	}
+	s.mu.Unlock()
+	return closeAll(all, timeout)
+}
+
+// closeAll closes destinations, each sending what it has queued for at
+// most timeout.
+func closeAll(cs []*sink.Destination, timeout time.Duration) error {
 	var errs []error
 	for _, c := range cs {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -155,4 +171,14 @@ func closeAll(cs []*exporter.Collector, timeout time.Duration) error {
 		cancel()
 	}
 	return errors.Join(errs...)
+}
+
+// bootTime is when the system booted: the zero of CLOCK_MONOTONIC, which the
+// data plane's timestamps count from, and NetFlow's sysUpTime.
+func bootTime() time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now()
+	}
+	return time.Now().Add(-time.Duration(ts.Nano()))
 }
