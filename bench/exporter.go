@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -145,9 +146,9 @@ type timedSource struct {
 	save time.Duration
 }
 
-func (s *timedSource) SaveState(each func(yield func(*flow.Key, *flow.State))) error {
+func (s *timedSource) SaveState(dr bpf.Drained, each iter.Seq2[*flow.Key, *flow.State]) error {
 	start := time.Now()
-	err := s.Datapath.SaveState(each)
+	err := s.Datapath.SaveState(dr, each)
 	s.save += time.Since(start)
 	return err
 }
