@@ -281,9 +281,7 @@ func benchRecords(n int) []flow.Record {
 // stamp gives every record a first packet first ago and a last one last
 // ago (kernel monotonic clock).
 func stamp(recs []flow.Record, first, last time.Duration) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	now := uint64(ts.Nano())
+	now := flow.Now().Mono
 	for i := range recs {
 		recs[i].Value.FirstNs = now - uint64(first)
 		recs[i].Value.LastNs = now - uint64(last)

@@ -95,10 +95,10 @@ type Options struct {
 	// removes the code.
 	BenchParseOnly bool
 	// BenchTinySpare is for benchmarks only: with a hash kind, the spare
-	// store, the one Drain swaps in, gets one entry instead of MaxFlows,
+	// store, the one Swap swaps in, gets one entry instead of MaxFlows,
 	// which halves the memory and the load time of a large store (per-CPU
 	// stores of millions of entries take seconds to allocate). After a
-	// Drain the data plane counts into the tiny store: Drain again before
+	// drain the data plane counts into the tiny store: drain again before
 	// sending more packets (BenchTake empties the store in place and needs
 	// no spare). Array stores must all have the same size: they ignore it.
 	BenchTinySpare bool

@@ -221,7 +221,7 @@ func collect(stores ...*ebpf.Map) ([]flow.Record, error) {
 	return out, nil
 }
 
-// Flows reads every flow counted since the last Drain (all of them if
+// Flows reads every flow counted since the last drain (all of them if
 // nothing drains). For the ringbuf kind that is what the consumer has
 // aggregated so far.
 func (d *Datapath) Flows() ([]flow.Record, error) {

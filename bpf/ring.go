@@ -26,7 +26,7 @@ type event struct {
 }
 
 // ringConsumer turns the ringbuf kind's per-packet events into flows,
-// aggregated in user space until the next Drain takes them.
+// aggregated in user space until the next Swap takes them.
 type ringConsumer struct {
 	rd *ringbuf.Reader
 
