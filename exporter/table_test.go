@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/xflow-net/xflow/flow"
 )
@@ -178,5 +179,12 @@ func TestTableAgainstMap(t *testing.T) {
 	k := key(1)
 	if tab.lookup(&k) != nil {
 		t.Fatal("found a flow after flush")
+	}
+}
+
+// TestEntrySize: a flow costs the table 128 bytes (plus its index slot).
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 128 {
+		t.Errorf("entry is %d bytes, want 128", n)
 	}
 }
