@@ -70,8 +70,9 @@ func restore(t *testing.T, d *Datapath, tab map[flow.Key]flow.State) (counted ui
 	return counted
 }
 
-// swapKilled swaps and reads the store, and dies before saving the state.
-func swapKilled(t *testing.T, d *Datapath) {
+// killedAfterSwap has d swap and read its store and die before saving the
+// state; it returns the data plane that takes over.
+func killedAfterSwap(t *testing.T, d *Datapath, dir string) *Datapath {
 	t.Helper()
 	dr, err := d.Swap()
 	if err != nil {
@@ -80,6 +81,10 @@ func swapKilled(t *testing.T, d *Datapath) {
 	if _, err := d.Read(dr, func(*flow.Key, *flow.Value) {}); err != nil {
 		t.Fatal(err)
 	}
+	d.Close()
+	next := loadAt(t, dir)
+	t.Cleanup(func() { next.Close() })
+	return next
 }
 
 // A daemon dies after saving its state (which includes the drained store)
@@ -128,10 +133,7 @@ func TestRestoreUnmergedStore(t *testing.T) {
 	if err := d1.stores[d1.active].Put(pkey(1), flow.Value{Packets: 7, Bytes: 700, FirstNs: 1, LastNs: 2}); err != nil {
 		t.Fatal(err)
 	}
-	swapKilled(t, d1)
-	d1.Close()
-	d2 := loadAt(t, dir)
-	defer d2.Close()
+	d2 := killedAfterSwap(t, d1, dir)
 	got := map[flow.Key]flow.State{}
 	counted := restore(t, d2, got)
 	drain(t, d2, func(k *flow.Key, v *flow.Value) { counted += v.Packets })
@@ -181,10 +183,7 @@ func TestRestoreFullTableAndStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	swapKilled(t, d1)
-	d1.Close()
-	d2 := loadAt(t, dir)
-	defer d2.Close()
+	d2 := killedAfterSwap(t, d1, dir)
 	got := map[flow.Key]flow.State{}
 	restore(t, d2, got)
 	if len(got) != 128 {
