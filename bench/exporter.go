@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -147,9 +148,9 @@ type timedSource struct {
 	save time.Duration
 }
 
-func (s *timedSource) SaveState(each func(yield func(*flow.Key, *flow.State))) error {
+func (s *timedSource) SaveState(dr bpf.Drained, each iter.Seq2[*flow.Key, *flow.State]) error {
 	start := time.Now()
-	err := s.Datapath.SaveState(each)
+	err := s.Datapath.SaveState(dr, each)
 	s.save += time.Since(start)
 	return err
 }
@@ -282,9 +283,7 @@ func benchRecords(n int) []flow.Record {
 // stamp gives every record a first packet first ago and a last one last
 // ago (kernel monotonic clock).
 func stamp(recs []flow.Record, first, last time.Duration) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	now := uint64(ts.Nano())
+	now := flow.Now().Mono
 	for i := range recs {
 		recs[i].Value.FirstNs = now - uint64(first)
 		recs[i].Value.LastNs = now - uint64(last)

@@ -11,78 +11,69 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/bpf/kind"
 )
 
-// Kind is the flow store of the data plane, chosen at load time.
+// Kind is the flow store of the data plane, chosen at load time. The
+// kinds are package kind's list, shared with the configuration.
 type Kind string
 
 const (
-	KindHash          Kind = "hash"
-	KindPerCPUHash    Kind = "percpu_hash"
-	KindLRUHash       Kind = "lru_hash"
-	KindLRUPerCPUHash Kind = "lru_percpu_hash"
-	KindArray         Kind = "array"
-	KindPerCPUArray   Kind = "percpu_array"
-	KindRingbuf       Kind = "ringbuf"
+	KindHash          = Kind(kind.Hash)
+	KindPerCPUHash    = Kind(kind.PerCPUHash)
+	KindLRUHash       = Kind(kind.LRUHash)
+	KindLRUPerCPUHash = Kind(kind.LRUPerCPUHash)
+	KindArray         = Kind(kind.Array)
+	KindPerCPUArray   = Kind(kind.PerCPUArray)
+	KindRingbuf       = Kind(kind.Ringbuf)
 )
 
-// Kinds lists every kind, the default first.
-var kinds = []Kind{KindPerCPUHash, KindHash, KindLRUHash, KindLRUPerCPUHash, KindArray, KindPerCPUArray, KindRingbuf}
+// stores says, for each kind, its value of enum xflow_map_kind and the BPF
+// map type of its store (none for ringbuf). A kind missing here fails
+// Load (TestKinds).
+var stores = map[Kind]struct {
+	c  xflowXflowMapKind
+	mt ebpf.MapType
+}{
+	KindHash:          {xflowXflowMapKindKIND_HASH, ebpf.Hash},
+	KindPerCPUHash:    {xflowXflowMapKindKIND_PERCPU_HASH, ebpf.PerCPUHash},
+	KindLRUHash:       {xflowXflowMapKindKIND_LRU_HASH, ebpf.LRUHash},
+	KindLRUPerCPUHash: {xflowXflowMapKindKIND_LRU_PERCPU_HASH, ebpf.LRUCPUHash},
+	KindArray:         {xflowXflowMapKindKIND_ARRAY, ebpf.Array},
+	KindPerCPUArray:   {xflowXflowMapKindKIND_PERCPU_ARRAY, ebpf.PerCPUArray},
+	KindRingbuf:       {xflowXflowMapKindKIND_RINGBUF, ebpf.UnspecifiedMap},
+}
 
 // Kinds returns every store kind, the default first.
-func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+func Kinds() []Kind {
+	out := []Kind{Kind(kind.Default)}
+	for _, k := range kind.All() {
+		if k != kind.Default {
+			out = append(out, Kind(k))
+		}
+	}
+	return out
+}
 
 // ParseKind checks a kind's name.
 func ParseKind(s string) (Kind, error) {
-	for _, k := range kinds {
-		if string(k) == s {
-			return k, nil
-		}
-	}
-	return "", fmt.Errorf("unknown map kind %q", s)
+	k, err := kind.Parse(s)
+	return Kind(k), err
 }
 
 // cKind is the kind's value of enum xflow_map_kind.
-func (k Kind) cKind() uint32 {
-	switch k {
-	case KindHash:
-		return 1
-	case KindLRUHash:
-		return 2
-	case KindLRUPerCPUHash:
-		return 3
-	case KindArray:
-		return 4
-	case KindPerCPUArray:
-		return 5
-	case KindRingbuf:
-		return 6
-	}
-	return 0
-}
+func (k Kind) cKind() uint32 { return uint32(stores[k].c) }
 
 // MapType is the BPF map type of the kind's store (UnspecifiedMap for
 // ringbuf).
-func (k Kind) MapType() ebpf.MapType {
-	switch k {
-	case KindHash:
-		return ebpf.Hash
-	case KindPerCPUHash:
-		return ebpf.PerCPUHash
-	case KindLRUHash:
-		return ebpf.LRUHash
-	case KindLRUPerCPUHash:
-		return ebpf.LRUCPUHash
-	case KindArray:
-		return ebpf.Array
-	case KindPerCPUArray:
-		return ebpf.PerCPUArray
-	}
-	return ebpf.UnspecifiedMap
-}
+func (k Kind) MapType() ebpf.MapType { return stores[k].mt }
 
-func (k Kind) isArray() bool { return k == KindArray || k == KindPerCPUArray }
+func (k Kind) isArray() bool { return kind.Kind(k).IsArray() }
+
+// perCPU says whether a store map keeps one value per CPU.
+func perCPU(t ebpf.MapType) bool {
+	return t == ebpf.PerCPUHash || t == ebpf.LRUCPUHash || t == ebpf.PerCPUArray
+}
 
 // Evicts says whether the store is an LRU hash: the kernel evicts entries
 // to make room, and their counts are lost (the exporter counts them).
@@ -102,7 +93,7 @@ type Options struct {
 	// maps it manages.
 	Spec *ebpf.CollectionSpec
 	// SpareFlows, when non-zero, sizes the second flow store of a hash
-	// kind (the spare Drain swaps in first) apart from MaxFlows: after a
+	// kind (the spare Swap swaps in first) apart from MaxFlows: after a
 	// Drain the programs count into a store of that size. For callers that
 	// never Drain, or must keep a large store's memory and allocation time
 	// down. Array stores all have MaxFlows slots and ignore it. A later
@@ -130,13 +121,7 @@ type Datapath struct {
 	pinned []string
 	cpus   int
 
-	// drain buffers, reused
-	keys     []flow.Key
-	vals     []flow.Value
-	readKeys []flow.Key // what the drain read, to delete
-	used     []uint32   // array slots the drain read, to zero
-	lastUsed int        // slots the last array drain found
-	draining int        // the store being drained, -1 if none
+	rd *reader // the drain's, its buffers reused
 
 	persist    *persisted // the exporter's state, with a pin path
 	legacy     *previous  // an earlier, incompatible data plane to drain once
@@ -147,7 +132,7 @@ type Datapath struct {
 // check fills in the default kind and checks the store's sizes.
 func (opts *Options) check() error {
 	if opts.Kind == "" {
-		opts.Kind = KindPerCPUHash
+		opts.Kind = Kind(kind.Default)
 	}
 	if _, err := ParseKind(string(opts.Kind)); err != nil {
 		return err
@@ -208,7 +193,7 @@ func Load(opts Options) (d *Datapath, err error) {
 		storeSpec.MaxEntries = opts.MaxFlows
 	}
 
-	dp := &Datapath{opts: opts, draining: -1}
+	dp := &Datapath{opts: opts}
 	d = dp
 	defer func() {
 		if err != nil {
@@ -251,9 +236,10 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 		return nil, fmt.Errorf("load eBPF: %w", err)
 	}
-	if d.cpus, err = ebpf.PossibleCPU(); err != nil {
+	if d.rd, err = newReader(); err != nil {
 		return nil, err
 	}
+	d.cpus = d.rd.cpus
 	if dp.Adopted {
 		dp.persist, dp.restorable = prev.p, true
 		dp.stores = prev.stores
@@ -434,12 +420,40 @@ type Counters struct {
 	Inserts                     uint64
 }
 
+// field is where each enum xflow_counter index is summed into (those
+// not listed are not read).
+func (c *Counters) field(i xflowXflowCounter) *uint64 {
+	switch i {
+	case xflowXflowCounterCNT_NON_IP:
+		return &c.NonIP
+	case xflowXflowCounterCNT_TRUNCATED:
+		return &c.Truncated
+	case xflowXflowCounterCNT_MALFORMED:
+		return &c.Malformed
+	case xflowXflowCounterCNT_L4TRUNCATED:
+		return &c.L4Truncated
+	case xflowXflowCounterCNT_IPV6EXT_LIMIT:
+		return &c.IPv6ExtLimit
+	case xflowXflowCounterCNT_FRAGMENTS:
+		return &c.Fragments
+	case xflowXflowCounterCNT_MISSED_PACKETS:
+		return &c.MissedPackets
+	case xflowXflowCounterCNT_MISSED_BYTES:
+		return &c.MissedBytes
+	case xflowXflowCounterCNT_INSERTS:
+		return &c.Inserts
+	}
+	return nil
+}
+
 func readCounters(m *ebpf.Map) (Counters, error) {
 	var c Counters
-	fields := []*uint64{&c.NonIP, &c.Truncated, &c.Malformed, &c.L4Truncated,
-		&c.IPv6ExtLimit, &c.Fragments, &c.MissedPackets, &c.MissedBytes, &c.Inserts}
 	var per []uint64
-	for i, f := range fields {
+	for i := xflowXflowCounter(0); i < xflowXflowCounterCNT_MAX; i++ {
+		f := c.field(i)
+		if f == nil {
+			continue
+		}
 		if err := m.Lookup(uint32(i), &per); err != nil {
 			return c, fmt.Errorf("read counter %d: %w", i, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/internal/testenv"
 )
 
@@ -51,4 +52,22 @@ func drainRing(tb testing.TB, d *Datapath) (stop func()) {
 			tb.Errorf("ring consumer: %v", err)
 		}
 	}
+}
+
+// drain runs the scan's drain steps once (swap, read, clear) and returns
+// the number of entries read.
+func drain(t testing.TB, d *Datapath, fn func(*flow.Key, *flow.Value)) int {
+	t.Helper()
+	dr, err := d.Swap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Read(dr, fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Clear(dr); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

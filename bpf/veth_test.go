@@ -3,10 +3,7 @@ package bpf
 import (
 	"fmt"
 	"testing"
-
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/internal/testenv"
@@ -251,8 +248,4 @@ func portless(got, want testnet.Expect, dir uint16) testnet.Expect {
 }
 
 // monoNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
-func monoNow() uint64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+func monoNow() uint64 { return flow.Now().Mono }

@@ -86,8 +86,14 @@ func Take(d *bpf.Datapath) (uint64, error) {
 	var total uint64
 	m := d.Maps().Store
 	if m == nil {
-		_, err := d.Drain(func(_ *flow.Key, v *flow.Value) { total += v.Packets }, nil)
-		return total, err
+		dr, err := d.Swap()
+		if err != nil {
+			return 0, err
+		}
+		if _, err := d.Read(dr, func(_ *flow.Key, v *flow.Value) { total += v.Packets }); err != nil {
+			return 0, err
+		}
+		return total, d.Clear(dr)
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
