@@ -54,6 +54,12 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("raise memlock limit", "err", err)
 	}
+	// What the kernel lacks, in one line, before anything is loaded.
+	kern := bpf.Probe()
+	if err := kern.Err(); err != nil {
+		return err
+	}
+	log.Info("kernel", "features", kern.Summary())
 	kind, err := bpf.ParseKind(cfg.Datapath.Map)
 	if err != nil {
 		return usageErr(err)
