@@ -26,7 +26,7 @@ start=$(date +%s)
 # depend on the kernel and run on the host).
 declare -A TESTS=(
 	[bpf]='^(TestProbe|TestLoadAllKinds|TestKindsOnVeth|TestMapFull|TestReferenceCorpus|TestRestore.*)$'
-	[cmd/xflow]='^(TestRunAttachDetach|TestCrashRestart|TestRestartWithoutLoss|TestRestartHookChange|TestExportExact)$'
+	[cmd/xflow]='^(TestRunAttachDetach|TestCrashRestart|TestRestartWithoutLoss|TestRestartHookChange|TestExportExact|TestClsactRestartMiss)$'
 )
 
 log() { echo "kernels: $*" >&2; }
