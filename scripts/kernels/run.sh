@@ -34,7 +34,7 @@ log() { echo "kernels: $*" >&2; }
 # --- tools -----------------------------------------------------------------
 need=""
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx nsenter || need="$need busybox-static"
+dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static" # /bin/busybox, static
 command -v cpio >/dev/null 2>&1 || need="$need cpio"
 PATH=$PATH:/sbin:/usr/sbin
 command -v modinfo >/dev/null 2>&1 || need="$need kmod"
@@ -43,11 +43,6 @@ if [ -n "$need" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && ! ldd /bin/busybox 2>&1 | grep -q 'not a dynamic'; then
-	log "installing: busybox-static (/bin/busybox is not static)"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null
-fi
-
 # --- kernel ----------------------------------------------------------------
 mkdir -p "$cache"
 pkg=$(apt-cache search --names-only "^linux-image-${series//./\\.}-[0-9]+-amd64\$" | awk '{print $1}' | sort -V | tail -1)
@@ -77,7 +72,7 @@ root="$work/root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,etc,var,lib/modules,tests}
 ln -s ../run "$root/var/run"
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount umount mkdir insmod ip poweroff nsenter sleep cat echo ls rm date timeout uname dmesg setpriv grep; do
+for a in sh mount umount mkdir insmod ip poweroff nsenter sleep cat echo ls rm date timeout uname dmesg grep tee; do
 	ln -s busybox "$root/bin/$a"
 done
 
