@@ -10,7 +10,7 @@ PKGS    := ./...
 FUZZ_PARSER ?= 40000x
 FUZZ_CONFIG ?= 150000x
 
-.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated
+.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated test-kernels
 
 all: build
 
@@ -57,6 +57,12 @@ test: need-root test-deps vet
 	$(GO) test -count=1 -race -timeout 15m $$($(GO) list $(PKGS) | grep -v $(foreach p,$(NORACE_PKGS),-e '$(p)$$' -e '$(p)/'))
 	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep $(foreach p,$(NORACE_PKGS),-e '$(p)$$' -e '$(p)/'))
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory test-kernels
+
+# The kernel-dependent tests again on Debian 12's 6.1 LTS kernel (no TCX),
+# booted under QEMU (KVM if /dev/kvm exists, else TCG): see docs/kernels.md.
+test-kernels: need-root
+	@./scripts/kernels/run.sh
 
 # Short fuzz runs: the packet parser against the reference decoder, and the
 # config loader.

@@ -80,6 +80,12 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("raise memlock limit", "err", err)
 	}
+	// What the kernel lacks, in one line, before anything is loaded.
+	kern := bpf.Probe()
+	if err := kern.Err(); err != nil {
+		return nil, err
+	}
+	log.Info("kernel", "features", kern.Summary())
 	kind, err := bpf.ParseKind(cfg.Datapath.Map)
 	if err != nil {
 		return nil, configErr(err)

@@ -229,7 +229,7 @@ func TestCapabilities(t *testing.T) {
 	want := uint64(1)<<capBPF | 1<<capNetAdmin | 1<<capPerfmon
 
 	for _, c := range []struct{ tcMode, kind string }{
-		{"tcx", "percpu_hash"},
+		{tcxMode(), "percpu_hash"},
 		{"clsact", "ringbuf"},
 	} {
 		t.Run("only BPF NET_ADMIN PERFMON/"+c.tcMode+"/"+c.kind, func(t *testing.T) {
@@ -262,7 +262,7 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 			}
 
 			got := attached(t, p)
-			wantHook := map[string]string{"tcx": "tcx:", "clsact": "filter:xflow_tc_egress"}[c.tcMode]
+			wantHook := tcHook(c.tcMode)
 			if !strings.Contains(got, "xdp:") || !strings.Contains(got, wantHook) {
 				t.Fatalf("attached: %q, want xdp and %s", got, wantHook)
 			}
