@@ -107,7 +107,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 
 	// Destinations first: one that cannot be named stops the start before
 	// anything is loaded or attached.
-	d.dests = &destinations{ifaces: d.ifaces, boot: bootTime(), log: log}
+	d.dests = &destinations{ifaces: d.ifaces, boot: flow.BootTime(), log: log}
 	if _, err := d.dests.build(d.cfg); err != nil {
 		return nil, err
 	}

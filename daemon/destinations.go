@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/exporter"
@@ -171,14 +170,4 @@ func closeAll(cs []*sink.Destination, timeout time.Duration) error {
 		cancel()
 	}
 	return errors.Join(errs...)
-}
-
-// bootTime is when the system booted: the zero of CLOCK_MONOTONIC, which the
-// data plane's timestamps count from, and NetFlow's sysUpTime.
-func bootTime() time.Time {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return time.Now()
-	}
-	return time.Now().Add(-time.Duration(ts.Nano()))
 }
