@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
