@@ -269,8 +269,11 @@ func TestTemplates(t *testing.T) {
 	}
 	// 16 header + 156 template set; 16 header + 40 options template set +
 	// 32 statistics set + 328 interface set (4 + 7 + 9 + 307, padded by 1).
-	if len(msgs[0]) != 172 || len(msgs[1]) != 416 {
-		t.Fatalf("messages of %d and %d bytes, want 172 and 416", len(msgs[0]), len(msgs[1]))
+	// 16 header + 156 template set; 16 header + 2 options template sets of
+	// one record each (4+22 padded to 28, 4+14 padded to 20) + 32 statistics
+	// set + 328 interface set (4 + 7 + 9 + 307, padded by 1).
+	if len(msgs[0]) != 172 || len(msgs[1]) != 424 {
+		t.Fatalf("messages of %d and %d bytes, want 172 and 424", len(msgs[0]), len(msgs[1]))
 	}
 
 	c := newCollector()
@@ -282,7 +285,7 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("%d data records with the flow templates", len(recs))
 	}
 	h, otrs, recs := c.decode(t, msgs[1])
-	if h != (header{10, 416, testExportTime, 0, OptionsDomain}) {
+	if h != (header{10, 424, testExportTime, 0, OptionsDomain}) {
 		t.Errorf("options header %+v", h)
 	}
 	if len(otrs) != 0 {
@@ -296,9 +299,12 @@ func TestTemplates(t *testing.T) {
 	for _, s := range sets {
 		ids = append(ids, s.id)
 	}
-	if !reflect.DeepEqual(ids, []uint16{2, 3, 258, 259}) {
-		t.Fatalf("sets %v, want [2 3 258 259]", ids)
+	if !reflect.DeepEqual(ids, []uint16{2, 3, 3, 258, 259}) {
+		t.Fatalf("sets %v, want [2 3 3 258 259]", ids)
 	}
+	// One options template a set (pmacct reads only the first).
+	sets[1].body = cat(sets[1].body[:22], sets[2].body[:14])
+	sets = append(sets[:2], sets[3:]...)
 	if want := cat(wantTemplate256, wantTemplate257); !bytes.Equal(sets[0].body, want) {
 		t.Errorf("template set\n got % x\nwant % x", sets[0].body, want)
 	}
@@ -351,8 +357,8 @@ func TestTemplates(t *testing.T) {
 	if h, _ := splitMessage(t, msgs[0]); h.seq != 0 || h.length != 16+156 || h.domainID != 0x01020304 {
 		t.Errorf("second flow templates message: sequence %d, length %d, domain %d; want 0, 172, %d", h.seq, h.length, h.domainID, 0x01020304)
 	}
-	if h, _ := splitMessage(t, msgs[1]); h.seq != 4 || h.length != 16+40+32 || h.domainID != 0 {
-		t.Errorf("second options message: sequence %d, length %d, domain %d; want 4, 88, 0", h.seq, h.length, h.domainID)
+	if h, _ := splitMessage(t, msgs[1]); h.seq != 4 || h.length != 16+28+20+32 || h.domainID != 0 {
+		t.Errorf("second options message: sequence %d, length %d, domain %d; want 4, 96, 0", h.seq, h.length, h.domainID)
 	}
 	msgs = nil
 	if err := e.Encode(testNow, testRecords()[:1], msgs.send); err != nil {
@@ -384,7 +390,7 @@ func TestTemplatesDomain0(t *testing.T) {
 		got = append(got, [3]int{int(h.domainID), int(h.seq), len(sets)})
 	}
 	// Templates and 2 options records; 6 flow records; templates again.
-	if want := [][3]int{{0, 0, 4}, {0, 2, 2}, {0, 8, 4}}; !reflect.DeepEqual(got, want) {
+	if want := [][3]int{{0, 0, 5}, {0, 2, 2}, {0, 8, 5}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("messages (domain, sequence, sets) %v, want %v", got, want)
 	}
 }
@@ -440,18 +446,18 @@ func TestTemplatesSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Message 1, domain 9: header 16, template set 4+76+76 = 156: 172
-	// bytes. Message 2, domain 0: options template set 4+22+14 = 40,
-	// statistics set 4+28 = 32, interface set 4 + 10×9 (eth0-9) + 10 (eth10)
-	// = 104: 192 bytes (eth11 would make 202). Message 3, domain 0:
-	// interface set 4 + 9×10 = 94 padded to 96: 112 bytes, sequence 12 (1
-	// statistics and 11 interface records before it).
+	// bytes. Message 2, domain 0: options template sets of one record each,
+	// 4+22 padded to 28 and 4+14 padded to 20, statistics set 4+28 = 32,
+	// interface set 4 + 10×9 (eth0-9) + 10 (eth10) = 104: 200 bytes.
+	// Message 3, domain 0: interface set 4 + 9×10 = 94 padded to 96: 112
+	// bytes, sequence 12 (1 statistics and 11 interface records before it).
 	type want struct {
 		length, seq, domain int
 		sets                []int // set ID, set length, ...
 	}
 	wants := []want{
 		{172, 0, 9, []int{2, 156}},
-		{192, 0, 0, []int{3, 40, 258, 32, 259, 104}},
+		{200, 0, 0, []int{3, 28, 3, 20, 258, 32, 259, 104}},
 		{112, 12, 0, []int{259, 96}},
 	}
 	if len(msgs) != len(wants) {
