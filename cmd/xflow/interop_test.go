@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -318,6 +319,11 @@ export:
 	if len(want) == 0 {
 		t.Fatal("the reference collector got nothing")
 	}
+	// The interface names (options records under observation domain 0)
+	// name the flows' interface (flow domain 1).
+	if names := ref.names(); len(names) != 1 || names[p.NameA] != len(want) {
+		t.Errorf("reference: records by interface name %v, want all %d on %s", names, len(want), p.NameA)
+	}
 	// What went in: the reference agrees with the traffic sent.
 	got := map[string]testnet.Count{}
 	for _, f := range want {
@@ -399,7 +405,7 @@ export:
 	tsFlows, problems := readTshark(t, capFile, peerPort, transport)
 	compareFlows(t, "tshark", want, tsFlows, hasVLAN)
 	if problems != "" {
-		t.Errorf("tshark flags problems (sequence analysis included):\n%s", problems)
+		t.Errorf("tshark flags problems (malformed, expert warnings, data without a template):\n%s", problems)
 	}
 	if proto != "netflow5" && transport == "udp" {
 		// The initial templates and at least interopRounds refreshes went
@@ -460,10 +466,12 @@ func sendInteropMix(t *testing.T, p *testnet.Pair) testnet.Expect {
 	return out
 }
 
-// refSink gathers decoded IPFIX records.
+// refSink gathers decoded IPFIX records, and counts them by interface
+// name.
 type refSink struct {
-	mu   sync.Mutex
-	recs []iflow
+	mu     sync.Mutex
+	recs   []iflow
+	ifaces map[string]int
 }
 
 func (s *refSink) add(r collector.Record) {
@@ -471,7 +479,18 @@ func (s *refSink) add(r collector.Record) {
 		Packets: r.Packets, Bytes: r.Bytes, Start: r.Start, End: r.End, VLAN: int(r.VLAN), Egress: r.Direction == "egress"}
 	s.mu.Lock()
 	s.recs = append(s.recs, f)
+	if s.ifaces == nil {
+		s.ifaces = map[string]int{}
+	}
+	s.ifaces[r.Iface]++
 	s.mu.Unlock()
+}
+
+// names is how many records came with each interface name.
+func (s *refSink) names() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.ifaces)
 }
 
 func (s *refSink) flows() []iflow {
