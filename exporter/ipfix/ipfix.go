@@ -51,8 +51,8 @@
 // elements into the same field, in template order, and afterwards restores
 // the port from destinationTransportPort for TCP and UDP only (and the
 // type/code for ICMP where it is not 0). With the ICMP element last, every
-// other protocol with ports (SCTP, UDP-Lite, DCCP) came out with destination
-// port 0 there. With the port last, every protocol decodes right in nfdump;
+// other protocol with ports (SCTP and UDP-Lite, the others the parser reads)
+// came out with destination port 0 there. With the port last, every protocol decodes right in nfdump;
 // template-driven collectors (goflow2, Wireshark, pmacct, xflow collect) read
 // elements by ID and do not care about the order. ICMP flows carry
 // type<<8|code in both elements (and source port 0), as NetFlow does.
