@@ -36,7 +36,8 @@ deps: need-root
 	@./scripts/deps.sh
 
 # What the tests use: the above, plus the interop suite's collectors
-# (nfdump, tshark, goflow2) and the agents the benchmark compares with.
+# (nfdump, tshark, pmacct's nfacctd, goflow2) and the agents the benchmark
+# compares with.
 test-deps: need-root
 	@./scripts/deps.sh interop bench
 

@@ -7,7 +7,9 @@
 // per connection and observation domain, so a new TCP connection starts with no
 // templates and its own sequence numbers. Interface names, learnt from the
 // exporter's interfaceName options records, are kept per exporter IP address
-// and observation domain, so that they survive a reconnection.
+// and observation domain, so that they survive a reconnection; names sent
+// under domain 0 apply to the exporter's other domains too (xflow sends its
+// options records there).
 package collector
 
 import (
@@ -808,10 +810,16 @@ func (d *decoder) options(t *template, fields [][]byte, from netip.AddrPort, dom
 	m[index] = name
 }
 
+// ifaceName is the name the exporter gave index in domain, else in domain
+// 0: RFC 7011 §3.1 has exporters send what no single observation domain is
+// relevant to (xflow's interface names and statistics) under domain 0.
 func (c *Collector) ifaceName(exporter netip.Addr, domain, index uint32) (string, bool) {
 	c.namesMu.RLock()
 	defer c.namesMu.RUnlock()
-	n, ok := c.names[nameKey{exporter, domain}][index]
+	if n, ok := c.names[nameKey{exporter, domain}][index]; ok {
+		return n, true
+	}
+	n, ok := c.names[nameKey{exporter, 0}][index]
 	return n, ok
 }
 

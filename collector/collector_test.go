@@ -540,3 +540,34 @@ func TestFormat(t *testing.T) {
 		t.Fatalf("JSON round trip: %v\ngot  %+v\nwant %+v", err, back, c)
 	}
 }
+
+// TestNamesFromDomain0 checks that interface names sent under observation
+// domain 0 (where xflow sends its options records) name the interfaces of
+// flows in another domain of the same exporter, and that a name sent in the
+// flow's own domain wins.
+func TestNamesFromDomain0(t *testing.T) {
+	c := listen(t, "udp://127.0.0.1:0")
+	conn, err := net.Dial("udp", c.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exporter := conn.LocalAddr().String()
+	send := func(m []byte) {
+		t.Helper()
+		if _, err := conn.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(message(0, 0, set(3, 2, ifNameVarTemplate), set(258, 0, ifNameVar(7, "dom0"), ifNameVar(3, "three"))))
+	send(message(0, 1, set(2, 2, templateRecord(256, flow4Fields...)), set(3, 2, ifNameVarTemplate)))
+	send(message(0, 1, set(258, 0, ifNameVar(7, "veth0"))))
+	waitStats(t, c, Stats{Messages: 3, TemplateRecords: 3, OptionsRecords: 3})
+	send(message(1, 1, set(256, 3, recA, recB)))
+	wantB3 := wantB
+	wantB3.Iface = "three"
+	expectRecords(t, c, exporter, wantA, wantB3)
+	if st := c.Stats(); st.SequenceGaps != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

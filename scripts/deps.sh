@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs what xflow's demo, tests and benchmark use, if missing. Always:
 # iproute2 and util-linux. Modes (any of them):
-#   interop  the interop suite's peers: nfdump and tshark (Debian), goflow2
-#            (from the Go module proxy)
+#   interop  the interop suite's peers: nfdump, tshark and pmacct's nfacctd
+#            (Debian), goflow2 (from the Go module proxy)
 #   bench    the agents `xflow-bench` compares with: softflowd and pmacct
 set -e
 need=""
@@ -15,6 +15,7 @@ for mode in "$@"; do
 		interop=1
 		command -v nfcapd >/dev/null 2>&1 || need="$need nfdump"
 		command -v tshark >/dev/null 2>&1 || need="$need tshark"
+		command -v nfacctd >/dev/null 2>&1 || [ -x /usr/sbin/nfacctd ] || need="$need pmacct"
 		;;
 	bench)
 		command -v softflowd >/dev/null 2>&1 || need="$need softflowd"

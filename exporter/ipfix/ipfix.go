@@ -15,6 +15,11 @@
 //	258  exporting process statistics (options template set, ID 3), 28-byte records
 //	259  interface names      (options template set, ID 3), variable-length records
 //
+// 256 and 257 are announced, and their records sent, in the configured
+// observation domain; 258 and 259 in domain 0 (see "Observation domains and
+// sequence numbers" below). The statistics record's scope,
+// observationDomainId, names the flow records' domain.
+//
 // Flow record fields are ordered by size, largest first (addresses, then the
 // 8-byte counters and times, then 4-, 2- and 1-byte fields), so that every
 // field is naturally aligned relative to the start of its record; the IPv4
@@ -31,8 +36,8 @@
 //	    40   64       ingressInterface (10, 4)
 //	    44   68       egressInterface (14, 4)
 //	    48   72       sourceTransportPort (7, 2)
-//	    50   74       destinationTransportPort (11, 2)
-//	    52   76       icmpTypeCodeIPv4 (32, 2)       / icmpTypeCodeIPv6 (139, 2)
+//	    50   74       icmpTypeCodeIPv4 (32, 2)       / icmpTypeCodeIPv6 (139, 2)
+//	    52   76       destinationTransportPort (11, 2)
 //	    54   78       tcpControlBits (6, 2)
 //	    56   80       vlanId (58, 2)
 //	    58   82       protocolIdentifier (4, 1)
@@ -40,6 +45,42 @@
 //	    60   84       flowDirection (61, 1)
 //	    61   85       flowEndReason (136, 1)
 //	    62   86       ipVersion (60, 1)
+//
+// icmpTypeCodeIPv4/IPv6 comes before destinationTransportPort on purpose:
+// nfdump 1.7.1 (src/netflow/ipfix.c, ipfixTranslationMap) decodes both
+// elements into the same field, in template order, and afterwards restores
+// the port from destinationTransportPort for TCP and UDP only (and the
+// type/code for ICMP where it is not 0). With the ICMP element last, every
+// other protocol with ports (SCTP and UDP-Lite, the others the parser reads)
+// came out with destination port 0 there. With the port last, every protocol decodes right in nfdump;
+// template-driven collectors (goflow2, Wireshark, pmacct, xflow collect) read
+// elements by ID and do not care about the order. ICMP flows carry
+// type<<8|code in both elements (and source port 0), as NetFlow does.
+//
+// # Observation domains and sequence numbers
+//
+// Flow records (templates 256 and 257) travel in messages of
+// Options.ObservationDomain. The exporter-scoped options (templates 258 and
+// 259: the exporting process's statistics and the interface names) travel,
+// with their options templates, in messages of their own under Observation
+// Domain ID 0 (OptionsDomain), as RFC 7011 §3.1 recommends for information
+// that no single Observation Domain is relevant to ("for example, when
+// exporting the Exporting Process Statistics"). Each domain has its own
+// sequence number, counting the data records sent in it (RFC 7011 §3.1:
+// "all IPFIX Data Records sent in the current stream from the current
+// Observation Domain"); templates are per domain too (§8), so each domain's
+// messages announce the templates its data sets use.
+//
+// Collectors that advance their expected sequence number only for flow
+// records (nfcapd 1.7.1: exporter->PacketSequence++ per flow record, none
+// for options records) then never see a gap: the flow domain has flow
+// records only, and nfcapd does not check a domain that never had flow
+// records. With options records in the flow domain, nfcapd counted one
+// sequence error at every template refresh.
+//
+// An Options.ObservationDomain of 0 shares domain 0, and its one sequence
+// number, with the options records: still RFC 7011's rule, but nfcapd then
+// counts a sequence error per refresh. The default domain is 1.
 //
 // Every set is padded with zero octets to a multiple of 4 bytes (RFC 7011
 // §3.3.1), so each set header starts 4-byte aligned; the padding (at most 3
@@ -66,6 +107,11 @@ const (
 	TemplateInterfaces = 259 // options: interface names
 )
 
+// OptionsDomain is the Observation Domain ID of the messages that carry the
+// options templates and the options data records (statistics, interface
+// names): 0, "no specific Observation Domain" (RFC 7011 §3.1).
+const OptionsDomain = 0
+
 const (
 	version              = 10 // IPFIX message header version
 	headerLen            = 16 // message header
@@ -88,7 +134,9 @@ const (
 
 // Options configures an Encoder.
 type Options struct {
-	// ObservationDomain is the observation domain ID of every message.
+	// ObservationDomain is the observation domain ID of the messages with
+	// flow records and flow templates; options go in OptionsDomain (see
+	// the package documentation).
 	ObservationDomain uint32
 	// MTU is the largest message in bytes (the UDP datagram's payload); TCP
 	// sessions use the same packing. 0 means DefaultMTU; values above 65535
@@ -110,10 +158,12 @@ var ErrMTU = errors.New("ipfix: MTU too small for a record")
 type Encoder struct {
 	setpack.Packer // the message being built: its buffer and sets
 
-	domain uint32
-	seq    uint32 // data records sent in this session, mod 2^32
+	domain uint32 // the flow records' observation domain
+	seq    uint32 // data records sent in domain in this session, mod 2^32
+	optSeq uint32 // data records sent in OptionsDomain, if it is not domain
 
 	// The message being built.
+	msgDomain  uint32 // its observation domain: domain or OptionsDomain
 	records    uint32 // data records in the message, for the next sequence number
 	flows      uint32 // of which flow records
 	exportTime uint32
@@ -139,6 +189,7 @@ func NewEncoder(o Options) *Encoder {
 // number restarts at 0. The templates must be sent again.
 func (e *Encoder) Reset() {
 	e.seq = 0
+	e.optSeq = 0
 	e.sent = 0
 	e.begin()
 }
@@ -149,8 +200,11 @@ func (e *Encoder) Reset() {
 // per interface), in as many messages as the MTU requires, calling send for
 // each. The slice passed to send is only valid during the call.
 //
-// Options data records count in the sequence numbers; template records do
-// not.
+// The flow templates go in messages of the flow records' observation
+// domain; the options templates and the options data records in messages
+// of OptionsDomain (one message sequence if the two are the same). Options
+// data records count in their domain's sequence numbers; template records
+// do not.
 func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, send func(msg []byte) error) error {
 	// Check that every record fits before sending anything.
 	for _, t := range templateRecords {
@@ -174,6 +228,7 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 	}
 
 	e.begin()
+	e.msgDomain = e.domain
 	e.exportTime = uint32(now.Unix())
 	for _, t := range templateRecords {
 		b, err := e.record(templateSetID, len(t), send)
@@ -182,12 +237,24 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 		}
 		copy(b, t)
 	}
+	if e.domain != OptionsDomain {
+		if err := e.flush(send); err != nil {
+			return err
+		}
+		e.msgDomain = OptionsDomain
+	}
 	for _, t := range optionsTemplateRecords {
 		b, err := e.record(optionsTemplateSetID, len(t), send)
 		if err != nil {
 			return err
 		}
 		copy(b, t)
+		// One options template record per set: pmacct's nfacctd 1.7.7
+		// steps to the next record of an options template set by a wrong
+		// length (src/nfacctd.c: IPFIX overshoots by 4 bytes per scope
+		// field, NetFlow v9 by a factor of 4), so it misreads, or skips,
+		// every options template but a set's first.
+		e.CloseSet()
 	}
 
 	b, err := e.record(TemplateStats, statsRecordLen, send)
@@ -244,6 +311,7 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 	}
 
 	e.begin()
+	e.msgDomain = e.domain
 	e.exportTime = uint32(now.Unix())
 	if err := e.encodeFamily(recs, 4, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
 		return err
@@ -339,8 +407,8 @@ func putTail(b []byte, r *flow.Export) {
 	be.PutUint32(b[32:], in)
 	be.PutUint32(b[36:], out)
 	be.PutUint16(b[40:], sport)
-	be.PutUint16(b[42:], dport)
-	be.PutUint16(b[44:], icmp)
+	be.PutUint16(b[42:], icmp)
+	be.PutUint16(b[44:], dport)
 	be.PutUint16(b[46:], flags)
 	be.PutUint16(b[48:], k.VLAN)
 	b[50] = k.Proto
@@ -414,15 +482,19 @@ func (e *Encoder) flush(send func([]byte) error) error {
 	if e.Empty() {
 		return nil
 	}
+	seq := &e.seq
+	if e.msgDomain != e.domain {
+		seq = &e.optSeq
+	}
 	h := e.Buf[:headerLen]
 	be.PutUint16(h[0:], version)
 	be.PutUint16(h[2:], uint16(e.N))
 	be.PutUint32(h[4:], e.exportTime)
-	be.PutUint32(h[8:], e.seq)
-	be.PutUint32(h[12:], e.domain)
+	be.PutUint32(h[8:], *seq)
+	be.PutUint32(h[12:], e.msgDomain)
 	err := send(e.Buf[:e.N])
 	if err == nil {
-		e.seq += e.records
+		*seq += e.records
 		e.sent += uint64(e.flows)
 	}
 	e.begin()
@@ -452,8 +524,8 @@ var (
 			field{10, 4},  // ingressInterface
 			field{14, 4},  // egressInterface
 			field{7, 2},   // sourceTransportPort
+			field{32, 2},  // icmpTypeCodeIPv4 (before 11: see the package doc)
 			field{11, 2},  // destinationTransportPort
-			field{32, 2},  // icmpTypeCodeIPv4
 			field{6, 2},   // tcpControlBits
 			field{58, 2},  // vlanId
 			field{4, 1},   // protocolIdentifier
@@ -471,8 +543,8 @@ var (
 			field{10, 4},  // ingressInterface
 			field{14, 4},  // egressInterface
 			field{7, 2},   // sourceTransportPort
+			field{139, 2}, // icmpTypeCodeIPv6 (before 11: see the package doc)
 			field{11, 2},  // destinationTransportPort
-			field{139, 2}, // icmpTypeCodeIPv6
 			field{6, 2},   // tcpControlBits
 			field{58, 2},  // vlanId
 			field{4, 1},   // protocolIdentifier

@@ -228,14 +228,14 @@ var (
 		"sourceIPv4Address", "destinationIPv4Address",
 		"packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds",
 		"ingressInterface", "egressInterface",
-		"sourceTransportPort", "destinationTransportPort", "icmpTypeCodeIPv4", "tcpControlBits", "vlanId",
+		"sourceTransportPort", "icmpTypeCodeIPv4", "destinationTransportPort", "tcpControlBits", "vlanId",
 		"protocolIdentifier", "ipClassOfService", "flowDirection", "flowEndReason", "ipVersion",
 	}
 	ipv6Names = []string{
 		"sourceIPv6Address", "destinationIPv6Address",
 		"packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds",
 		"ingressInterface", "egressInterface",
-		"sourceTransportPort", "destinationTransportPort", "icmpTypeCodeIPv6", "tcpControlBits", "vlanId",
+		"sourceTransportPort", "icmpTypeCodeIPv6", "destinationTransportPort", "tcpControlBits", "vlanId",
 		"protocolIdentifier", "ipClassOfService", "flowDirection", "flowEndReason", "ipVersion",
 	}
 )
@@ -244,10 +244,10 @@ var (
 var (
 	wantTemplate256 = u16(256, 18,
 		8, 4, 12, 4, 2, 8, 1, 8, 152, 8, 153, 8, 10, 4, 14, 4,
-		7, 2, 11, 2, 32, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)
+		7, 2, 32, 2, 11, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)
 	wantTemplate257 = u16(257, 18,
 		27, 16, 28, 16, 2, 8, 1, 8, 152, 8, 153, 8, 10, 4, 14, 4,
-		7, 2, 11, 2, 139, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)
+		7, 2, 139, 2, 11, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)
 	wantOptions258 = u16(258, 4, 1, 149, 4, 41, 8, 42, 8, 40, 8)
 	wantOptions259 = u16(259, 2, 1, 10, 4, 82, 65535)
 )
@@ -262,30 +262,49 @@ func TestTemplates(t *testing.T) {
 	if err := e.Templates(testNow, st, ifaces, msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages, want 1", len(msgs))
+	// Two messages: the flow templates in the flow records' domain, the
+	// options templates and records in domain 0.
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
 	}
-	msg := msgs[0]
-	// 16 header + 156 template set + 40 options template set + 32 statistics
+	// 16 header + 156 template set; 16 header + 40 options template set +
+	// 32 statistics set + 328 interface set (4 + 7 + 9 + 307, padded by 1).
+	// 16 header + 156 template set; 16 header + 2 options template sets of
+	// one record each (4+22 padded to 28, 4+14 padded to 20) + 32 statistics
 	// set + 328 interface set (4 + 7 + 9 + 307, padded by 1).
-	if len(msg) != 572 {
-		t.Fatalf("message of %d bytes, want 572", len(msg))
+	if len(msgs[0]) != 172 || len(msgs[1]) != 424 {
+		t.Fatalf("messages of %d and %d bytes, want 172 and 424", len(msgs[0]), len(msgs[1]))
 	}
 
 	c := newCollector()
-	h, trs, recs := c.decode(t, msg)
-	if h != (header{10, 572, testExportTime, 0, 0x01020304}) {
-		t.Errorf("header %+v", h)
+	h, trs, recs := c.decode(t, msgs[0])
+	if h != (header{10, 172, testExportTime, 0, 0x01020304}) {
+		t.Errorf("flow templates header %+v", h)
+	}
+	if len(recs) != 0 {
+		t.Errorf("%d data records with the flow templates", len(recs))
+	}
+	h, otrs, recs := c.decode(t, msgs[1])
+	if h != (header{10, 424, testExportTime, 0, OptionsDomain}) {
+		t.Errorf("options header %+v", h)
+	}
+	if len(otrs) != 0 {
+		t.Errorf("template records %+v with the options", otrs)
 	}
 
-	_, sets := splitMessage(t, msg)
+	_, sets0 := splitMessage(t, msgs[0])
+	_, sets1 := splitMessage(t, msgs[1])
+	sets := append(sets0, sets1...)
 	var ids []uint16
 	for _, s := range sets {
 		ids = append(ids, s.id)
 	}
-	if !reflect.DeepEqual(ids, []uint16{2, 3, 258, 259}) {
-		t.Fatalf("sets %v, want [2 3 258 259]", ids)
+	if !reflect.DeepEqual(ids, []uint16{2, 3, 3, 258, 259}) {
+		t.Fatalf("sets %v, want [2 3 3 258 259]", ids)
 	}
+	// One options template a set (pmacct reads only the first).
+	sets[1].body = cat(sets[1].body[:22], sets[2].body[:14])
+	sets = append(sets[:2], sets[3:]...)
 	if want := cat(wantTemplate256, wantTemplate257); !bytes.Equal(sets[0].body, want) {
 		t.Errorf("template set\n got % x\nwant % x", sets[0].body, want)
 	}
@@ -308,9 +327,9 @@ func TestTemplates(t *testing.T) {
 	// The flow templates as calmh/ipfix saw them.
 	want := []calmh.TemplateRecord{
 		{TemplateID: 256, FieldSpecifiers: specs(8, 4, 12, 4, 2, 8, 1, 8, 152, 8, 153, 8, 10, 4, 14, 4,
-			7, 2, 11, 2, 32, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)},
+			7, 2, 32, 2, 11, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)},
 		{TemplateID: 257, FieldSpecifiers: specs(27, 16, 28, 16, 2, 8, 1, 8, 152, 8, 153, 8, 10, 4, 14, 4,
-			7, 2, 11, 2, 139, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)},
+			7, 2, 139, 2, 11, 2, 6, 2, 58, 2, 4, 1, 5, 1, 61, 1, 136, 1, 60, 1)},
 	}
 	if !reflect.DeepEqual(trs, want) {
 		t.Errorf("calmh/ipfix templates\n got %+v\nwant %+v", trs, want)
@@ -329,14 +348,50 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("options records\n got %+v\nwant %+v", recs, wantRecs)
 	}
 
-	// The 4 options data records count in the sequence number; the 4
-	// template records do not.
+	// The 4 options data records count in domain 0's sequence number, not
+	// in the flow domain's; the template records in neither.
 	msgs = nil
 	if err := e.Templates(testNow, st, nil, msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := splitMessage(t, msgs[0]); h.seq != 4 || h.length != 16+156+40+32 {
-		t.Errorf("second templates message: sequence %d, length %d; want 4, 244", h.seq, h.length)
+	if h, _ := splitMessage(t, msgs[0]); h.seq != 0 || h.length != 16+156 || h.domainID != 0x01020304 {
+		t.Errorf("second flow templates message: sequence %d, length %d, domain %d; want 0, 172, %d", h.seq, h.length, h.domainID, 0x01020304)
+	}
+	if h, _ := splitMessage(t, msgs[1]); h.seq != 4 || h.length != 16+28+20+32 || h.domainID != 0 {
+		t.Errorf("second options message: sequence %d, length %d, domain %d; want 4, 96, 0", h.seq, h.length, h.domainID)
+	}
+	msgs = nil
+	if err := e.Encode(testNow, testRecords()[:1], msgs.send); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := splitMessage(t, msgs[0]); h.seq != 0 || h.domainID != 0x01020304 {
+		t.Errorf("flow records: sequence %d, domain %d; want 0, %d", h.seq, h.domainID, 0x01020304)
+	}
+}
+
+// TestTemplatesDomain0 checks that with observation domain 0 configured,
+// flows and options share domain 0 and its one sequence number.
+func TestTemplatesDomain0(t *testing.T) {
+	e := NewEncoder(Options{ObservationDomain: 0, MTU: 1400})
+	var msgs messages
+	ifaces := []flow.Interface{{Index: 1, Name: "lo"}}
+	if err := e.Templates(testNow, Stats{}, ifaces, msgs.send); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Encode(testNow, testRecords(), msgs.send); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Templates(testNow, Stats{}, ifaces, msgs.send); err != nil {
+		t.Fatal(err)
+	}
+	var got [][3]int
+	for _, msg := range msgs {
+		h, sets := splitMessage(t, msg)
+		got = append(got, [3]int{int(h.domainID), int(h.seq), len(sets)})
+	}
+	// Templates and 2 options records; 6 flow records; templates again.
+	if want := [][3]int{{0, 0, 5}, {0, 2, 2}, {0, 8, 5}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("messages (domain, sequence, sets) %v, want %v", got, want)
 	}
 }
 
@@ -390,19 +445,20 @@ func TestTemplatesSplit(t *testing.T) {
 	if err := e.Templates(testNow, Stats{Messages: 1, Records: 2, Octets: 3}, ifaces, msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	// Message 1: header 16, template set 4+76+76 = 156, options template set
-	// 4+22 = 26 padded to 28: 200 bytes. Message 2: options template set
-	// 4+14 = 18 padded to 20, statistics set 4+28 = 32, interface set
-	// 4 + 10×9 (eth0-9) + 3×10 (eth10-12) = 124: 192 bytes (eth13 would make
-	// 202). Message 3: interface set 4 + 7×10 = 74 padded to 76: 92 bytes.
+	// Message 1, domain 9: header 16, template set 4+76+76 = 156: 172
+	// bytes. Message 2, domain 0: options template sets of one record each,
+	// 4+22 padded to 28 and 4+14 padded to 20, statistics set 4+28 = 32,
+	// interface set 4 + 10×9 (eth0-9) + 10 (eth10) = 104: 200 bytes.
+	// Message 3, domain 0: interface set 4 + 9×10 = 94 padded to 96: 112
+	// bytes, sequence 12 (1 statistics and 11 interface records before it).
 	type want struct {
-		length, seq int
-		sets        []int // set ID, set length, ...
+		length, seq, domain int
+		sets                []int // set ID, set length, ...
 	}
 	wants := []want{
-		{200, 0, []int{2, 156, 3, 28}},
-		{192, 0, []int{3, 20, 258, 32, 259, 124}},
-		{92, 14, []int{259, 76}},
+		{172, 0, 9, []int{2, 156}},
+		{200, 0, 0, []int{3, 28, 3, 20, 258, 32, 259, 104}},
+		{112, 12, 0, []int{259, 96}},
 	}
 	if len(msgs) != len(wants) {
 		t.Fatalf("%d messages, want %d", len(msgs), len(wants))
@@ -418,7 +474,7 @@ func TestTemplatesSplit(t *testing.T) {
 		if int(h.length) != wants[i].length || int(h.seq) != wants[i].seq || !reflect.DeepEqual(got, wants[i].sets) {
 			t.Errorf("message %d: length %d, sequence %d, sets %v; want %+v", i, h.length, h.seq, got, wants[i])
 		}
-		if h.exportTime != testExportTime || h.domainID != 9 {
+		if h.exportTime != testExportTime || int(h.domainID) != wants[i].domain {
 			t.Errorf("message %d: export time %d, domain %d", i, h.exportTime, h.domainID)
 		}
 		_, _, recs := c.decode(t, msg)
@@ -486,20 +542,22 @@ func TestEncodeRecords(t *testing.T) {
 	if err := e.Encode(testNow, testRecords(), msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != 2 {
-		t.Fatalf("%d messages, want 2", len(msgs))
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages, want 3", len(msgs))
 	}
 	c.decode(t, msgs[0])
-	h, trs, recs := c.decode(t, msgs[1])
+	c.decode(t, msgs[1])
+	h, trs, recs := c.decode(t, msgs[2])
 	if len(trs) != 0 {
 		t.Errorf("%d template records in a data message", len(trs))
 	}
-	// Sequence 1: the statistics record went before. Length: 16 + IPv4 set
-	// 4+3×63 = 193 padded to 196 + IPv6 set 4+3×87 = 265 padded to 268.
-	if h != (header{10, 480, testExportTime, 1, 42}) {
+	// Sequence 0: the statistics record went before, but in domain 0.
+	// Length: 16 + IPv4 set 4+3×63 = 193 padded to 196 + IPv6 set 4+3×87 =
+	// 265 padded to 268.
+	if h != (header{10, 480, testExportTime, 0, 42}) {
 		t.Errorf("header %+v", h)
 	}
-	_, sets := splitMessage(t, msgs[1])
+	_, sets := splitMessage(t, msgs[2])
 	if len(sets) != 2 || sets[0].id != 256 || len(sets[0].body) != 192 || sets[1].id != 257 || len(sets[1].body) != 264 {
 		t.Fatalf("sets: want 256 of 196 bytes, 257 of 268 bytes")
 	}
@@ -596,7 +654,7 @@ func TestEncodeRecords(t *testing.T) {
 		u16(0, 0, 0, 10), u16(0, 0, 0, 5200),
 		u16(0, 0x18b, 0xcfe5, 0x687b), u16(0, 0x18b, 0xcfe5, 0x79d7), // 1700000000123, 1700000004567
 		u16(0, 3), u16(0, 0),
-		u16(43210, 443, 0, 0x1b, 0),
+		u16(43210, 0, 443, 0x1b, 0), // icmpTypeCodeIPv4 before the port
 		[]byte{6, 0x10, 0, 3, 4})
 	if !bytes.Equal(sets[0].body[:63], wantRaw) {
 		t.Errorf("first record\n got % x\nwant % x", sets[0].body[:63], wantRaw)
@@ -619,12 +677,14 @@ func TestPacking(t *testing.T) {
 	e := NewEncoder(Options{ObservationDomain: 1, MTU: 1000})
 	c := newCollector()
 
-	// Templates: one message, sequence 0, one options data record.
+	// Templates: a message of flow templates, sequence 0, then one in
+	// domain 0 with one options data record.
 	var msgs messages
 	if err := e.Templates(testNow, Stats{}, nil, msgs.send); err != nil {
 		t.Fatal(err)
 	}
 	c.decode(t, msgs[0])
+	c.decode(t, msgs[1])
 
 	msgs = nil
 	if err := e.Encode(testNow, recs, msgs.send); err != nil {
@@ -637,7 +697,7 @@ func TestPacking(t *testing.T) {
 	// 16 + 4+957 = 961 padded to 964 = 980. 47 = 4×11 + 3: 16 + 268 = 284.
 	wantLen := []int{968, 968, 968, 968, 968, 968, 920, 980, 980, 980, 980, 284}
 	wantRecs := []int{15, 15, 15, 15, 15, 15, 13, 11, 11, 11, 11, 3}
-	wantSeq := []uint32{1, 16, 31, 46, 61, 76, 91, 104, 115, 126, 137, 148}
+	wantSeq := []uint32{0, 15, 30, 45, 60, 75, 90, 103, 114, 125, 136, 147}
 	if len(msgs) != len(wantLen) {
 		t.Fatalf("%d messages, want %d", len(msgs), len(wantLen))
 	}
@@ -687,7 +747,8 @@ func TestPacking(t *testing.T) {
 		t.Errorf("records\nIPv4 %v\nIPv6 %v", v4, v6)
 	}
 
-	// The sequence goes on: 1 + 150 records sent; templates don't count.
+	// The sequence goes on: 150 flow records sent; templates and options
+	// records (domain 0: 1 before, 1 now) don't count.
 	msgs = nil
 	if err := e.Templates(testNow, Stats{}, nil, msgs.send); err != nil {
 		t.Fatal(err)
@@ -695,11 +756,14 @@ func TestPacking(t *testing.T) {
 	if err := e.Encode(testNow, recs[:1], msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := splitMessage(t, msgs[0]); h.seq != 151 {
-		t.Errorf("templates after 151 records: sequence %d", h.seq)
+	if h, _ := splitMessage(t, msgs[0]); h.seq != 150 {
+		t.Errorf("templates after 150 records: sequence %d", h.seq)
 	}
-	if h, _ := splitMessage(t, msgs[1]); h.seq != 152 {
-		t.Errorf("records after 152 records: sequence %d", h.seq)
+	if h, _ := splitMessage(t, msgs[1]); h.seq != 1 || h.domainID != 0 {
+		t.Errorf("options after 1 options record: sequence %d, domain %d", h.seq, h.domainID)
+	}
+	if h, _ := splitMessage(t, msgs[2]); h.seq != 150 {
+		t.Errorf("records after 150 records: sequence %d", h.seq)
 	}
 
 	// A new session starts again at 0.
@@ -719,11 +783,11 @@ func TestPacking(t *testing.T) {
 		h, _ := splitMessage(t, msg)
 		seqs = append(seqs, h.seq)
 	}
-	// 40 records: 27 IPv4, 13 IPv6. Templates: sequence 0, 1 record. Then
-	// 15 IPv4 at 1; 12 IPv4 (16 + 4+756 = 776 bytes) and 2 IPv6 (4+174
-	// padded to 180: 956; a 3rd would need 1044) at 16; 11 IPv6 at 30; the
-	// next batch at 41.
-	if want := []uint32{0, 1, 16, 30, 41}; !reflect.DeepEqual(seqs, want) {
+	// 40 records: 27 IPv4, 13 IPv6. Templates: sequence 0 in both domains.
+	// Then 15 IPv4 at 0; 12 IPv4 (16 + 4+756 = 776 bytes) and 2 IPv6 (4+174
+	// padded to 180: 956; a 3rd would need 1044) at 15; 11 IPv6 at 29; the
+	// next batch at 40.
+	if want := []uint32{0, 0, 0, 15, 29, 40}; !reflect.DeepEqual(seqs, want) {
 		t.Errorf("sequence numbers after Reset %v, want %v", seqs, want)
 	}
 }

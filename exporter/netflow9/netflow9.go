@@ -255,6 +255,12 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 			return err
 		}
 		copy(b, t)
+		// One options template record per set: pmacct's nfacctd 1.7.7
+		// steps to the next record of an options template set by a wrong
+		// length (src/nfacctd.c: IPFIX overshoots by 4 bytes per scope
+		// field, NetFlow v9 by a factor of 4), so it misreads, or skips,
+		// every options template but a set's first.
+		e.CloseSet()
 	}
 
 	b, err := e.record(TemplateStats, statsRecordLen, send)

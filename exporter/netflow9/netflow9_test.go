@@ -325,11 +325,11 @@ func TestTemplates(t *testing.T) {
 		t.Fatalf("%d packets, want 1", len(pkts))
 	}
 	pkt := pkts[0]
-	// 20 header + 156 template FlowSet (4 + 2×76) + 48 options template
-	// FlowSet (4 + 2×22) + 32 statistics FlowSet (4 + 28) + 292 interface
-	// FlowSet (4 + 4×72).
-	if len(pkt) != 548 {
-		t.Fatalf("packet of %d bytes, want 548", len(pkt))
+	// 20 header + 156 template FlowSet (4 + 2×76) + 2 options template
+	// FlowSets of one record each (4 + 22, padded to 28) + 32 statistics
+	// FlowSet (4 + 28) + 292 interface FlowSet (4 + 4×72).
+	if len(pkt) != 556 {
+		t.Fatalf("packet of %d bytes, want 556", len(pkt))
 	}
 	// Count: 2 templates, 2 options templates, 1 + 4 options data records.
 	h, recs := newCollector().decode(t, pkt)
@@ -342,9 +342,12 @@ func TestTemplates(t *testing.T) {
 	for _, s := range sets {
 		ids = append(ids, s.id)
 	}
-	if !reflect.DeepEqual(ids, []uint16{0, 1, 258, 259}) {
-		t.Fatalf("FlowSets %v, want [0 1 258 259]", ids)
+	if !reflect.DeepEqual(ids, []uint16{0, 1, 1, 258, 259}) {
+		t.Fatalf("FlowSets %v, want [0 1 1 258 259]", ids)
 	}
+	// One options template a FlowSet (pmacct reads only the first).
+	sets[1].body = cat(sets[1].body[:22], sets[2].body[:22])
+	sets = append(sets[:2], sets[3:]...)
 	if want := cat(wantTemplate256, wantTemplate257); !bytes.Equal(sets[0].body, want) {
 		t.Errorf("template FlowSet\n got % x\nwant % x", sets[0].body, want)
 	}
@@ -390,7 +393,7 @@ func TestTemplates(t *testing.T) {
 	if err := e.Templates(testNow.Add(time.Second), st, nil, pkts.send); err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := newCollector().decode(t, pkts[0]); h.seq != 1 || h.count != 5 || len(pkts[0]) != 20+156+48+32 ||
+	if h, _ := newCollector().decode(t, pkts[0]); h.seq != 1 || h.count != 5 || len(pkts[0]) != 20+156+28+28+32 ||
 		h.unixSecs != testUnixSecs+1 || h.uptime != testUptime+1000 {
 		t.Errorf("second templates packet: %+v, %d bytes", h, len(pkts[0]))
 	}
@@ -409,17 +412,18 @@ func TestTemplatesSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Packet 1: header 20, template FlowSet 4+2×76 = 156: 176 bytes (an
-	// options template FlowSet needs 28 more). Packet 2: options template
-	// FlowSet 4+2×22 = 48, statistics FlowSet 4+28 = 32, interface FlowSet
-	// 4+72 = 76: 176 bytes (a second interface would make 248). Packets 3 to
-	// 6: 2 interfaces, 20 + 4+144 = 168 bytes. Packet 7: the last one, 96.
+	// options template FlowSet needs 28 more). Packet 2: 2 options template
+	// FlowSets of one record, 4+22 padded to 28 each, statistics FlowSet
+	// 4+28 = 32, interface FlowSet 4+72 = 76: 184 bytes (a second interface
+	// would make 256). Packets 3 to 6: 2 interfaces, 20 + 4+144 = 168 bytes.
+	// Packet 7: the last one, 96.
 	type want struct {
 		length, count int
 		sets          []int // FlowSet ID, FlowSet length, ...
 	}
 	wants := []want{
 		{176, 2, []int{0, 156}},
-		{176, 4, []int{1, 48, 258, 32, 259, 76}},
+		{184, 4, []int{1, 28, 1, 28, 258, 32, 259, 76}},
 		{168, 2, []int{259, 148}},
 		{168, 2, []int{259, 148}},
 		{168, 2, []int{259, 148}},
@@ -916,7 +920,10 @@ func TestErrors(t *testing.T) {
 		t.Errorf("templates in 99 bytes: %v", err)
 	}
 	pkts = nil
-	if err := NewEncoder(Options{MTU: 100}).Templates(testNow, Stats{}, []flow.Interface{{Index: 1, Name: "x"}}, pkts.send); err != nil || len(pkts) != 4 {
+	// 5 packets: a template each, the 2 options templates (20 + 2×28), the
+	// statistics (20 + 32: the options templates leave 24 bytes), the
+	// interface (20 + 76).
+	if err := NewEncoder(Options{MTU: 100}).Templates(testNow, Stats{}, []flow.Interface{{Index: 1, Name: "x"}}, pkts.send); err != nil || len(pkts) != 5 {
 		t.Errorf("templates in 100 bytes: %v, %d packets", err, len(pkts))
 	}
 

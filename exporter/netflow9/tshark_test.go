@@ -155,7 +155,8 @@ func TestTshark(t *testing.T) {
 
 	// The templates packet.
 	p := got[0]
-	if len(p.sets) != 4 || p.sets[0].id != "0" || p.sets[0].templates != 2 || p.sets[1].id != "1" || p.sets[1].templates != 2 {
+	if len(p.sets) != 5 || p.sets[0].id != "0" || p.sets[0].templates != 2 || p.sets[1].id != "1" || p.sets[1].templates != 1 ||
+		p.sets[2].id != "1" || p.sets[2].templates != 1 {
 		t.Fatalf("templates packet: %+v", p.sets)
 	}
 	wantOpts := []map[string]string{
@@ -164,8 +165,8 @@ func TestTshark(t *testing.T) {
 		{"cflow.scope_system": "01:02:03:04", "cflow.inputint": "2", "cflow.if_name": "eth0", "cflow.if_descr": "eth0"},
 		{"cflow.scope_system": "01:02:03:04", "cflow.inputint": "70000", "cflow.if_name": "br-0123456789ab", "cflow.if_descr": "br-0123456789ab"},
 	}
-	gotOpts := append(p.sets[2].records, p.sets[3].records...)
-	if p.sets[2].id != "258" || p.sets[3].id != "259" || fmt.Sprint(gotOpts) != fmt.Sprint(wantOpts) {
+	gotOpts := append(p.sets[3].records, p.sets[4].records...)
+	if p.sets[3].id != "258" || p.sets[4].id != "259" || fmt.Sprint(gotOpts) != fmt.Sprint(wantOpts) {
 		t.Errorf("options records\n got %v\nwant %v", gotOpts, wantOpts)
 	}
 
