@@ -20,6 +20,8 @@ type Hooks struct {
 	Egress  string // "tc" or "none"
 	XDPMode string // "auto" (native, else generic), "native" or "generic"
 	TCMode  string // "auto" (TCX, else clsact), "tcx" or "clsact"
+	// Sampling for this interface; nil: Options.Sampling.
+	Sampling *Sampling
 }
 
 // progPrefix starts the name of every xflow program; stale attachments are
@@ -157,6 +159,14 @@ func (d *Datapath) Attach(h Hooks) (_ *Attachment, err error) {
 		return nil, err
 	}
 	a := &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index, pinDir: d.opts.PinPath}
+	// The interface's sampling (and its own totals) before any packet.
+	s := d.opts.Sampling
+	if h.Sampling != nil {
+		s = *h.Sampling
+	}
+	if err := d.setSampling(uint32(a.Ifindex), s); err != nil {
+		return nil, fmt.Errorf("interface %s: %w", h.Iface, err)
+	}
 	defer func() {
 		if err != nil {
 			a.Detach()

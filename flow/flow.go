@@ -72,7 +72,7 @@ type Value struct {
 	TCPFlags uint32 // OR of the TCP flags seen (9 bits, NS..FIN)
 	TOS      uint8  // of the first packet
 	FinRst   uint8  // 1 once a FIN or RST was seen
-	Pad      uint16
+	Sampling uint16 // 1:N the packets were sampled at; 0 or 1: every packet counted
 }
 
 // Add merges o into v: counts add up, times widen, flags accumulate, and the
@@ -92,6 +92,9 @@ func (v *Value) Add(o *Value) {
 	v.Bytes += o.Bytes
 	v.TCPFlags |= o.TCPFlags
 	v.FinRst |= o.FinRst
+	if o.Sampling != 0 {
+		v.Sampling = o.Sampling
+	}
 }
 
 // Record is one flow with its counters summed over CPUs.
