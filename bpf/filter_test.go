@@ -96,8 +96,8 @@ func TestFiltersVeth(t *testing.T) {
 			}
 		}
 		cpus := uint64(d.cpus)
-		if v.Sampling != 5 || v.Packets > sent.Packets/5 || v.Packets+cpus < sent.Packets/5 {
-			t.Errorf("1:5 rule: %d of %d packets at 1:%d, want %d at 1:5", v.Packets, sent.Packets, v.Sampling, sent.Packets/5)
+		if v.Sampling.Rate() != 5 || v.Sampling.Mode() != flow.SampleDeterministic || v.Packets > sent.Packets/5 || v.Packets+cpus < sent.Packets/5 {
+			t.Errorf("1:5 rule: %d of %d packets at 1:%d, want %d at 1:5", v.Packets, sent.Packets, v.Sampling.Rate(), sent.Packets/5)
 		}
 	}
 	h, err := d.FilterHits()

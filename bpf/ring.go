@@ -23,7 +23,7 @@ type event struct {
 	TCPFlags uint32
 	TOS      uint8
 	Pad      uint8
-	Sampling uint16
+	Sampling flow.Sampling
 }
 
 // ringConsumer turns the ringbuf kind's per-packet events into flows,

@@ -49,8 +49,9 @@ func (m SampleMode) String() string {
 	return fmt.Sprintf("mode(%d)", uint32(m))
 }
 
-// MaxSamplingRate is the largest 1:N: a flow entry keeps N in 16 bits.
-const MaxSamplingRate = 65535
+// MaxSamplingRate is the largest 1:N: a flow entry keeps N in 14 bits
+// (beside the mode), as NetFlow v5's header does.
+const MaxSamplingRate = flow.MaxSamplingRate
 
 // Sampling is 1:Rate packet sampling; Rate 0 or 1 counts every packet.
 type Sampling struct {

@@ -100,8 +100,8 @@ func TestSamplingTestRun(t *testing.T) {
 			if got.Bytes != got.Packets*ipBytes {
 				t.Errorf("bytes %d for %d packets of %d", got.Bytes, got.Packets, ipBytes)
 			}
-			if want := uint16(rate); rate > 1 && got.Sampling != want || rate == 1 && got.Sampling != 0 {
-				t.Errorf("flow sampling %d, want %d", got.Sampling, rate)
+			if got.Sampling.Rate() != uint32(rate) || rate > 1 && got.Sampling.Mode() != flow.SampleMode(tc.s.Mode) {
+				t.Errorf("flow sampling 1:%d %s, want 1:%d %s", got.Sampling.Rate(), got.Sampling.Mode(), rate, tc.s.Mode)
 			}
 			tot, err := d.IfaceTotals()
 			if err != nil {
@@ -226,8 +226,8 @@ func TestSamplingDeterministicVeth(t *testing.T) {
 	var kept, seen uint64
 	for _, v := range fl {
 		kept += v.Packets
-		if v.Sampling != rate {
-			t.Errorf("flow sampling %d, want %d", v.Sampling, rate)
+		if v.Sampling.Rate() != rate || v.Sampling.Mode() != flow.SampleDeterministic {
+			t.Errorf("flow sampling 1:%d %s, want 1:%d deterministic", v.Sampling.Rate(), v.Sampling.Mode(), rate)
 		}
 	}
 	var want, cpus uint64
@@ -288,8 +288,8 @@ func TestSamplingHashVeth(t *testing.T) {
 			if sel := FlowHash(&k, seed)%rate == 0; sel != ok {
 				t.Errorf("load %d flow %d: selected %v, FlowHash says %v", i, sport, ok, sel)
 			}
-			if ok && (v.Packets != packets || v.Sampling != rate) {
-				t.Errorf("load %d flow %d: %d packets at 1:%d, want all %d at 1:%d", i, sport, v.Packets, v.Sampling, packets, rate)
+			if ok && (v.Packets != packets || v.Sampling.Rate() != rate || v.Sampling.Mode() != flow.SampleHash) {
+				t.Errorf("load %d flow %d: %d packets at 1:%d %s, want all %d at 1:%d hash", i, sport, v.Packets, v.Sampling.Rate(), v.Sampling.Mode(), packets, rate)
 			}
 			sets[i][sport] = ok
 		}
@@ -307,4 +307,16 @@ func TestSamplingHashVeth(t *testing.T) {
 		t.Errorf("hash 1:%d selected %d of %d flows", rate, n, flows)
 	}
 	t.Logf("hash 1:%d seed %d selected %d of %d flows, the same in both loads", rate, seed, n, flows)
+}
+
+// TestSampleModes: the data plane's modes are package flow's.
+func TestSampleModes(t *testing.T) {
+	for _, m := range []struct {
+		b SampleMode
+		f flow.SampleMode
+	}{{SampleRandom, flow.SampleRandom}, {SampleDeterministic, flow.SampleDeterministic}, {SampleHash, flow.SampleHash}} {
+		if uint32(m.b) != uint32(m.f) || m.b.String() != m.f.String() {
+			t.Errorf("bpf mode %s (%d), flow mode %s (%d)", m.b, m.b, m.f, m.f)
+		}
+	}
 }

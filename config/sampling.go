@@ -29,7 +29,7 @@ type Filter struct {
 
 // Sampling and filter limits (the data plane's).
 const (
-	MaxSamplingRate = 65535
+	MaxSamplingRate = 16383 // 14 bits, as in the data plane and NetFlow v5
 	MaxFilters      = 1024
 )
 

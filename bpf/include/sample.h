@@ -216,7 +216,9 @@ static __always_inline int select_packet(struct pkt *p, __u32 *segs,
 			*bytes = *bytes * n / *segs;
 			*segs = n;
 		}
-		p->sampling = rate > 0xffff ? 0xffff : rate;
+		/* The rate (14 bits, as in NetFlow v5's header) and the mode. */
+		p->sampling = (rate > 0x3fff ? 0x3fff : rate) |
+			      (c ? c->mode : SAMPLE_RANDOM) << 14;
 	}
 	return 1;
 }

@@ -64,7 +64,7 @@ struct flow_value {
 	__u32 tcp_flags;/* TCP flags (with NS, ECE, CWR) OR-ed over the flow */
 	__u8 tos;       /* IPv4 TOS / IPv6 traffic class of the first packet */
 	__u8 fin_rst;   /* 1 once a FIN or RST was seen */
-	__u16 sampling; /* 1:N the packets were sampled at; 0 or 1: all counted */
+	__u16 sampling; /* mode << 14 | N: sampled 1:N (N 0 or 1: all counted) */
 };
 
 /* An array slot: flow-addressed, the key stored beside its counters. */
