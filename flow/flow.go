@@ -69,9 +69,9 @@ type Value struct {
 	Bytes    uint64 // IP bytes
 	FirstNs  uint64 // kernel monotonic clock (CLOCK_MONOTONIC), ns
 	LastNs   uint64
-	TCPFlags uint32 // OR of the TCP flags seen (9 bits, NS..FIN)
-	TOS      uint8  // of the first packet
-	FinRst   uint8  // 1 once a FIN or RST was seen
+	TCPFlags uint32   // OR of the TCP flags seen (9 bits, NS..FIN)
+	TOS      uint8    // of the first packet
+	FinRst   uint8    // 1 once a FIN or RST was seen
 	Sampling Sampling // the rate and mode the packets were sampled at
 }
 
