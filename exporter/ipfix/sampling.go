@@ -23,8 +23,16 @@ import (
 //	     305, 50 or 34, in that order within a record: this one comes
 //	     first, so it reads N)
 //	272  selectorAlgorithm (304, 2), samplingPacketInterval (305, 4) = 1,
-//	     samplingPacketSpace (306, 4) = N - 1 (RFC 5476 / RFC 7014: nfdump
-//	     and akvorado compute (305 + 306) / 305)
+//	     samplingPacketSpace (306, 4) = N - 1 (RFC 5476 / RFC 7014:
+//	     akvorado computes (305 + 306) / 305)
+//
+// and one more, scoped by observationDomainId (149, 4):
+//
+//	274  samplingInterval (34, 4) = N
+//	     nfdump 1.7.1 takes a sampler from an options template only when it
+//	     holds 306 (or 50) without 302 and 304, or 34 without 35: this is
+//	     its "generic" sampler, applied to every flow of the domain (with
+//	     several rates in one domain, the last announced wins there)
 //
 // selectorId is flow.Sampling's value (mode << 14 | N). selectorAlgorithm
 // (IANA PSAMP): 1 systematic count-based (deterministic), 4 uniform
@@ -35,10 +43,12 @@ const (
 	TemplateIPv6Sampled = 271
 	TemplateSelector    = 272
 	TemplateSampler     = 273
+	TemplateStdSampling = 274
 
 	samplingTailLen = 16 // selectorId, interval, space
 	selectorRecLen  = 18 // selectorId, algorithm, interval, space
 	samplerRecLen   = 13 // selectorId, mode, random interval
+	stdSamplingLen  = 8  // observationDomainId, samplingInterval
 	ipv4SampledLen  = ipv4RecordLen + samplingTailLen
 	ipv6SampledLen  = ipv6RecordLen + samplingTailLen
 )
@@ -71,6 +81,9 @@ var (
 			field{304, 2},  // selectorAlgorithm
 			field{305, 4},  // samplingPacketInterval
 			field{306, 4}), // samplingPacketSpace
+		templateRecord(TemplateStdSampling, 1,
+			field{149, 4}, // scope: observationDomainId
+			field{34, 4}), // samplingInterval
 	}
 )
 
@@ -162,6 +175,9 @@ func (e *Encoder) announce(recs []flow.Export, all bool, send func([]byte) error
 				return err
 			}
 			copy(b, t)
+			// Each in its own set: nfdump 1.7.1 reads only the first
+			// options template of a set.
+			e.CloseSet()
 		}
 		e.smp.templates = true
 	}
@@ -181,6 +197,11 @@ func (e *Encoder) announce(recs []flow.Export, all bool, send func([]byte) error
 		be.PutUint16(b[8:], SelectorAlgorithm(s.Mode()))
 		be.PutUint32(b[10:], 1)
 		be.PutUint32(b[14:], s.Rate()-1)
+		if b, err = e.record(TemplateStdSampling, stdSamplingLen, send); err != nil {
+			return err
+		}
+		be.PutUint32(b[0:], e.domain)
+		be.PutUint32(b[4:], s.Rate())
 	}
 	return nil
 }

@@ -18,16 +18,23 @@ import (
 // template refresh), before the first record that uses it, in the same
 // packet, by an options record (template 272, scope System = the source
 // ID): FLOW_SAMPLER_ID (48, 2), FLOW_SAMPLER_MODE (49, 1),
-// FLOW_SAMPLER_RANDOM_INTERVAL (50, 4) = N. goflow2 and nfdump take the
-// rate from the options record, Wireshark shows both. The sampler ID is
-// flow.Sampling's value (mode << 14 | N). Counts are as sampled.
+// FLOW_SAMPLER_RANDOM_INTERVAL (50, 4) = N, and by one more (template 273,
+// scope System): SAMPLING_INTERVAL (34, 4) = N. goflow2 takes the rate
+// from the first options record, nfdump 1.7.1 from the second (it takes a
+// sampler from an options template only when it holds 50 without 48 and
+// 49, or 34 without 35: its "generic" sampler, applied to every flow of
+// the source ID; with several rates, the last announced wins there).
+// Wireshark shows them all. The sampler ID is flow.Sampling's value (mode
+// << 14 | N). Counts are as sampled.
 const (
 	TemplateIPv4Sampled = 270
 	TemplateIPv6Sampled = 271
 	TemplateSampler     = 272
+	TemplateStdSampling = 273
 
 	samplingTailLen = 7  // interval, algorithm, sampler ID
 	samplerRecLen   = 11 // System scope, sampler ID, mode, interval
+	stdSamplingLen  = 8  // System scope, interval
 	ipv4SampledLen  = ipv4RecordLen + samplingTailLen
 	ipv6SampledLen  = ipv6RecordLen + samplingTailLen
 )
@@ -53,6 +60,9 @@ var (
 		field{48, 2},              // FLOW_SAMPLER_ID
 		field{49, 1},              // FLOW_SAMPLER_MODE
 		field{50, 4})              // FLOW_SAMPLER_RANDOM_INTERVAL
+	stdSamplingOptionsTemplate = optionsTemplateRecord(TemplateStdSampling,
+		[]field{{scopeSystem, 4}}, // the source ID
+		field{34, 4})              // SAMPLING_INTERVAL
 )
 
 // samplerMode is SAMPLING_ALGORITHM / FLOW_SAMPLER_MODE: 1 deterministic,
@@ -128,6 +138,14 @@ func (e *Encoder) announce(recs []flow.Export, all bool, send func([]byte) error
 			return err
 		}
 		copy(b, samplerOptionsTemplate)
+		// Each in its own FlowSet: nfdump 1.7.1 reads only the first
+		// options template of a FlowSet.
+		e.CloseSet()
+		if b, err = e.record(optionsTemplateFlowSetID, len(stdSamplingOptionsTemplate), send); err != nil {
+			return err
+		}
+		copy(b, stdSamplingOptionsTemplate)
+		e.CloseSet()
 		e.smp.templates = true
 	}
 	for _, s := range fresh {
@@ -140,6 +158,11 @@ func (e *Encoder) announce(recs []flow.Export, all bool, send func([]byte) error
 		be.PutUint16(b[4:], uint16(s))
 		b[6] = samplerMode(s.Mode())
 		be.PutUint32(b[7:], s.Rate())
+		if b, err = e.record(TemplateStdSampling, stdSamplingLen, send); err != nil {
+			return err
+		}
+		be.PutUint32(b[0:], e.source)
+		be.PutUint32(b[4:], s.Rate())
 	}
 	return nil
 }
