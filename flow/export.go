@@ -79,5 +79,5 @@ type State struct {
 // first packet to its latest.
 func (s *State) Total() Value {
 	return Value{Packets: s.TotPackets, Bytes: s.TotBytes, FirstNs: s.StartNs, LastNs: s.LastSeen,
-		TCPFlags: s.TotFlags, TOS: s.TOS, FinRst: s.FinRst}
+		TCPFlags: s.TotFlags, TOS: s.TOS, FinRst: s.FinRst, Sampling: s.Sampling}
 }

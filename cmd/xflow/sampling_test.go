@@ -75,22 +75,56 @@ func TestSamplingCollectors(t *testing.T) {
 	waitFor(t, 10*time.Second, "goflow2 listening", func() bool { return goflow.boundUDP(smpGoflow) }, goflow)
 	time.Sleep(1500 * time.Millisecond) // dumpcap's filter
 
+	pin := pinDir(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 interfaces:
   - {name: %s, ingress: xdp, egress: none}
 pin_path: %s
 sampling: {rate: %d, mode: deterministic}
+filters:
+  - {proto: udp, dst_port: 5999, action: skip}
+  - {proto: udp, dst_port: 5000}
 timeouts: {active: 2s, inactive: 1s, scan_interval: 250ms}
+metrics: {listen: "127.0.0.1:9990"}
 export:
   collectors:
     - {address: %s, protocol: ipfix}
-%s`, p.NameA, pinDir(t), smpRate, truth.Addr(), collectors))
+%s`, p.NameA, pin, smpRate, truth.Addr(), collectors))
 	d := startDaemon(t, p, cfg)
 	// 7 flows, round-robin: every 10th packet visits each flow in turn.
 	if _, err := p.SendUDP(testnet.SideB, false, 5000, 7, 100, 100); err != nil {
 		t.Fatal(err)
 	}
+	// Skipped by the first filter: no flow, no record anywhere.
+	if _, err := p.SendUDP(testnet.SideB, false, 5999, 2, 25, 100); err != nil {
+		t.Fatal(err)
+	}
+	// xflow flows, before the flows end: the rate of each.
+	shown := 0
+	for _, f := range flowsJSON(t, p, pin) {
+		if num(f["dst_port"]) == 5999 {
+			t.Errorf("xflow flows: a skipped flow: %v", f)
+		}
+		if num(f["dst_port"]) == 5000 {
+			shown++
+			if num(f["sampling_rate"]) != smpRate {
+				t.Errorf("xflow flows: %v: sampling_rate %v, want %d", f, f["sampling_rate"], smpRate)
+			}
+		}
+	}
+	if shown != 7 {
+		t.Errorf("xflow flows showed %d of the 7 sampled flows", shown)
+	}
 	time.Sleep(1500 * time.Millisecond)
+	// Metrics: the interface totals count every packet, the flows the
+	// sampled ones; the filters' hits.
+	scrape := func(name string) float64 { return scrapeMetric(t, "127.0.0.1:9990", p, name) }
+	if all, flows := scrape("xflow_interface_packets_total"), scrape("xflow_packets_total"); all < 750 || flows < 60 || flows > 71 {
+		t.Errorf("metrics: interface packets %v (want >= 750: every packet), flow packets %v (want about 70)", all, flows)
+	}
+	if skip, count := scrape(`xflow_filter_hits_total{action="skip",rule="0"}`), scrape(`xflow_filter_hits_total{action="count",rule="1"}`); skip != 50 || count != 700 {
+		t.Errorf("metrics: filter hits %v skipped, %v counted; want 50, 700", skip, count)
+	}
 	if err := d.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
 	}
@@ -110,7 +144,12 @@ export:
 		}
 	}
 	mu.Unlock()
-	if len(refs) == 0 || refPackets < 60 || refPackets > 71 {
+	for _, r := range refs {
+		if r.DstPort == 5999 {
+			t.Errorf("xflow collect: a skipped flow was exported: %s", collector.Format(r))
+		}
+	}
+	if len(refs) != 7 || refPackets < 60 || refPackets > 71 {
 		t.Errorf("xflow collect: %d records, %d packets: want about 700/10", len(refs), refPackets)
 	}
 	t.Logf("xflow collect: %d records, %d packets at 1:%d", len(refs), refPackets, smpRate)
