@@ -320,3 +320,30 @@ func TestSampleModes(t *testing.T) {
 		}
 	}
 }
+
+// TestSamplingKinds: every store kind keeps the rate with the flow
+// (deterministic 1:10 over 10,000 test runs: exactly 1,000 packets).
+func TestSamplingKinds(t *testing.T) {
+	const n, rate = 10_000, 10
+	frame := tcpFrame(t)
+	for _, k := range Kinds() {
+		t.Run(string(k), func(t *testing.T) {
+			d := loadOpts(t, Options{Kind: k, RingSize: 1 << 20, Sampling: Sampling{Rate: rate, Mode: SampleDeterministic}})
+			if _, err := d.Programs().XDP.Run(&ebpf.RunOptions{Data: frame, Repeat: n}); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.SyncRing(); err != nil {
+				t.Fatal(err)
+			}
+			fl := flowsOf(t, d)
+			if len(fl) != 1 {
+				t.Fatalf("%d flows", len(fl))
+			}
+			for _, v := range fl {
+				if v.Packets != n/rate || v.Sampling.Rate() != rate || v.Sampling.Mode() != flow.SampleDeterministic {
+					t.Errorf("%d packets at 1:%d %s, want %d at 1:%d deterministic", v.Packets, v.Sampling.Rate(), v.Sampling.Mode(), n/rate, rate)
+				}
+			}
+		})
+	}
+}
