@@ -92,7 +92,8 @@ type Attachment struct {
 	pinned       map[link.Link]string // pinned links and their paths
 	filters      []netlink.Filter
 	createdQdisc bool
-	pinDir       string // links are pinned here (if set)
+	pinDir       string    // links are pinned here (if set)
+	ifaces       *ebpf.Map // the data plane's ifaces map: Detach deletes this interface's entry
 }
 
 // withLink attaches through a bpf_link pinned as hook: a link an earlier
@@ -167,6 +168,7 @@ func (d *Datapath) Attach(h Hooks) (_ *Attachment, err error) {
 	if err := d.setSampling(uint32(a.Ifindex), s); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", h.Iface, err)
 	}
+	a.ifaces = d.objs.Ifaces
 	defer func() {
 		if err != nil {
 			a.Detach()
@@ -370,6 +372,12 @@ func (a *Attachment) Detach() error {
 		}
 	}
 	a.filters = nil
+	if a.ifaces != nil {
+		// Its sampling and totals: the programs no longer see it. (A map
+		// already closed with its Datapath has nothing to forget.)
+		a.ifaces.Delete(uint32(a.Ifindex))
+		a.ifaces = nil
+	}
 	if a.createdQdisc {
 		if err := delClsactIfEmpty(a.Ifindex); err != nil {
 			errs = append(errs, fmt.Errorf("interface %s: %w", a.Iface, err))

@@ -31,9 +31,13 @@
 /* Rules loaded (0: no filter code runs at all): a load-time constant. */
 const volatile __u32 filter_rules_n = 0;
 
+/* Entries are made by user space only (Attach; Detach deletes them), so
+ * nothing is preallocated: a per-CPU value per possible interface would be
+ * megabytes on large machines. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct iface_conf);
 } ifaces SEC(".maps");
