@@ -117,10 +117,14 @@ export:
 	}
 	time.Sleep(1500 * time.Millisecond)
 	// Metrics: the interface totals count every packet, the flows the
-	// sampled ones; the filters' hits.
+	// sampled ones; the filters' hits. Packets beyond the 750 sent (IPv6
+	// router solicitations from B, say) are strays: sampled alike, they
+	// shift which packets the count selects.
 	scrape := func(name string) float64 { return scrapeMetric(t, "127.0.0.1:9990", p, name) }
-	if all, flows := scrape("xflow_interface_packets_total"), scrape("xflow_packets_total"); all < 750 || flows < 60 || flows > 71 {
-		t.Errorf("metrics: interface packets %v (want >= 750: every packet), flow packets %v (want about 70)", all, flows)
+	all, flows := scrape("xflow_interface_packets_total"), scrape("xflow_packets_total")
+	strays := uint64(max(all-750, 0))
+	if want := float64(700+strays) / smpRate; all < 750 || flows > want || flows < want-2 {
+		t.Errorf("metrics: interface packets %v (want >= 750: every packet), flow packets %v (want %.0f, less a remainder per CPU)", all, flows, want)
 	}
 	if skip, count := scrape(`xflow_filter_hits_total{action="skip",rule="0"}`), scrape(`xflow_filter_hits_total{action="count",rule="1"}`); skip != 50 || count != 700 {
 		t.Errorf("metrics: filter hits %v skipped, %v counted; want 50, 700", skip, count)
@@ -136,9 +140,17 @@ export:
 
 	// xflow collect.
 	mu.Lock()
-	var refPackets uint64
+	var refPackets, ref4Packets, testPackets uint64
+	testFlows := 0
 	for _, r := range refs {
 		refPackets += r.Packets
+		if r.IPVersion == 4 {
+			ref4Packets += r.Packets
+		}
+		if r.DstPort == 5000 {
+			testFlows++
+			testPackets += r.Packets
+		}
 		if r.SamplingRate != smpRate {
 			t.Errorf("xflow collect: %s: sampling_rate %d, want %d", collector.Format(r), r.SamplingRate, smpRate)
 		}
@@ -149,10 +161,10 @@ export:
 			t.Errorf("xflow collect: a skipped flow was exported: %s", collector.Format(r))
 		}
 	}
-	if len(refs) != 7 || refPackets < 60 || refPackets > 71 {
-		t.Errorf("xflow collect: %d records, %d packets: want about 700/10", len(refs), refPackets)
+	if testFlows != 7 || testPackets+strays+2 < 70 || testPackets > 70+strays {
+		t.Errorf("xflow collect: %d test records, %d packets: want 7 flows, 700/10 packets (%d strays)", testFlows, testPackets, strays)
 	}
-	t.Logf("xflow collect: %d records, %d packets at 1:%d", len(refs), refPackets, smpRate)
+	t.Logf("xflow collect: %d records (%d of the 7 test flows, %d packets), %d packets in all at 1:%d; %d stray packets", len(refs), testFlows, testPackets, refPackets, smpRate, strays)
 
 	// goflow2.
 	b, err := os.ReadFile(filepath.Join(dir, "goflow.jsonl"))
@@ -202,13 +214,17 @@ export:
 				pk += n
 			}
 		}
-		if recs == 0 || sampledRecs != recs || pk != smpRate*refPackets {
-			t.Errorf("nfdump %s: %d of %d records sampled, %d packets (want all, %d x %d)\n%.2000s", proto, sampledRecs, recs, pk, smpRate, refPackets, out)
+		want := refPackets
+		if proto == "netflow5" {
+			want = ref4Packets // v5 carries no IPv6 (strays may be)
+		}
+		if recs == 0 || sampledRecs != recs || pk != smpRate*want {
+			t.Errorf("nfdump %s: %d of %d records sampled, %d packets (want all, %d x %d)\n%.2000s", proto, sampledRecs, recs, pk, smpRate, want, out)
 		}
 		if proto != "netflow5" && !strings.Contains(nf[proto].output(), "packet interval: 1, packet space: 9") {
 			t.Errorf("nfcapd %s logged no 1:10 sampler:\n%s", proto, nf[proto].output())
 		}
-		t.Logf("nfdump %s: %d records, all sampled, %d packets scaled from %d", proto, recs, pk, refPackets)
+		t.Logf("nfdump %s: %d records, all sampled, %d packets scaled from %d", proto, recs, pk, want)
 	}
 
 	// tshark: the rate of every flow record (v5: of its header).
