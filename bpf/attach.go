@@ -20,6 +20,8 @@ type Hooks struct {
 	Egress  string // "tc" or "none"
 	XDPMode string // "auto" (native, else generic), "native" or "generic"
 	TCMode  string // "auto" (TCX, else clsact), "tcx" or "clsact"
+	// Sampling for this interface; nil: Options.Sampling.
+	Sampling *Sampling
 }
 
 // progPrefix starts the name of every xflow program; stale attachments are
@@ -90,7 +92,8 @@ type Attachment struct {
 	pinned       map[link.Link]string // pinned links and their paths
 	filters      []netlink.Filter
 	createdQdisc bool
-	pinDir       string // links are pinned here (if set)
+	pinDir       string    // links are pinned here (if set)
+	ifaces       *ebpf.Map // the data plane's ifaces map: Detach deletes this interface's entry
 }
 
 // withLink attaches through a bpf_link pinned as hook: a link an earlier
@@ -157,6 +160,15 @@ func (d *Datapath) Attach(h Hooks) (_ *Attachment, err error) {
 		return nil, err
 	}
 	a := &Attachment{Iface: h.Iface, Ifindex: l.Attrs().Index, pinDir: d.opts.PinPath}
+	// The interface's sampling (and its own totals) before any packet.
+	s := d.opts.Sampling
+	if h.Sampling != nil {
+		s = *h.Sampling
+	}
+	if err := d.setSampling(uint32(a.Ifindex), s); err != nil {
+		return nil, fmt.Errorf("interface %s: %w", h.Iface, err)
+	}
+	a.ifaces = d.objs.Ifaces
 	defer func() {
 		if err != nil {
 			a.Detach()
@@ -360,6 +372,12 @@ func (a *Attachment) Detach() error {
 		}
 	}
 	a.filters = nil
+	if a.ifaces != nil {
+		// Its sampling and totals: the programs no longer see it. (A map
+		// already closed with its Datapath has nothing to forget.)
+		a.ifaces.Delete(uint32(a.Ifindex))
+		a.ifaces = nil
+	}
 	if a.createdQdisc {
 		if err := delClsactIfEmpty(a.Ifindex); err != nil {
 			errs = append(errs, fmt.Errorf("interface %s: %w", a.Iface, err))

@@ -100,6 +100,12 @@ type Options struct {
 	// Load with another spare size does not adopt the pinned stores: it
 	// drains them once (Restore) instead.
 	SpareFlows uint32
+	// Sampling is the default for every interface (Hooks.Sampling
+	// overrides it per interface); the zero value counts every packet.
+	Sampling Sampling
+	// Filters are the in-kernel filter rules, first match wins (at most
+	// MaxFilterRules).
+	Filters []FilterRule
 }
 
 // Pin names under Options.PinPath.
@@ -140,6 +146,17 @@ func (opts *Options) check() error {
 	if opts.MaxFlows == 0 {
 		return errors.New("max_flows must be at least 1")
 	}
+	if err := opts.Sampling.check(); err != nil {
+		return err
+	}
+	if len(opts.Filters) > MaxFilterRules {
+		return fmt.Errorf("%d filter rules: at most %d", len(opts.Filters), MaxFilterRules)
+	}
+	for _, r := range opts.Filters {
+		if err := (Sampling{Rate: r.Rate}).check(); err != nil {
+			return err
+		}
+	}
 	if opts.Kind == KindRingbuf && (opts.RingSize < 4096 || opts.RingSize&(opts.RingSize-1) != 0) {
 		return fmt.Errorf("ring size %d: want a power of two >= 4096", opts.RingSize)
 	}
@@ -171,8 +188,9 @@ func Load(opts Options) (d *Datapath, err error) {
 		return nil, err
 	}
 	for name, val := range map[string]uint32{
-		"map_kind":    opts.Kind.cKind(),
-		"array_slots": max(opts.MaxFlows, 1),
+		"map_kind":       opts.Kind.cKind(),
+		"array_slots":    max(opts.MaxFlows, 1),
+		"filter_rules_n": uint32(len(opts.Filters)),
 	} {
 		if err := spec.Variables[name].Set(val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -240,6 +258,12 @@ func Load(opts Options) (d *Datapath, err error) {
 		return nil, err
 	}
 	d.cpus = d.rd.cpus
+	if err := d.setSampling(0, opts.Sampling); err != nil {
+		return nil, err
+	}
+	if err := d.setFilters(opts.Filters); err != nil {
+		return nil, err
+	}
 	if dp.Adopted {
 		dp.persist, dp.restorable = prev.p, true
 		dp.stores = prev.stores

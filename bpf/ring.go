@@ -22,7 +22,8 @@ type event struct {
 	Packets  uint32
 	TCPFlags uint32
 	TOS      uint8
-	Pad      [3]uint8
+	Pad      uint8
+	Sampling flow.Sampling
 }
 
 // ringConsumer turns the ringbuf kind's per-packet events into flows,
@@ -95,7 +96,7 @@ func (c *ringConsumer) add(e *event) {
 		fin = 1
 	}
 	nv := flow.Value{Packets: uint64(e.Packets), Bytes: uint64(e.Bytes),
-		FirstNs: e.TsNs, LastNs: e.TsNs, TCPFlags: e.TCPFlags, TOS: e.TOS, FinRst: fin}
+		FirstNs: e.TsNs, LastNs: e.TsNs, TCPFlags: e.TCPFlags, TOS: e.TOS, FinRst: fin, Sampling: e.Sampling}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok := c.agg[e.Key]

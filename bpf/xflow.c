@@ -14,6 +14,7 @@
 #include "include/maps.h"
 #include "include/parse.h"
 #include "include/bench.h"
+#include "include/sample.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,6 +36,13 @@ const struct flow_slot *_flow_slot __attribute__((unused));
 const struct flow_event *_flow_event __attribute__((unused));
 const enum xflow_counter *_xflow_counter __attribute__((unused));
 const enum xflow_map_kind *_xflow_map_kind __attribute__((unused));
+const struct iface_conf *_iface_conf __attribute__((unused));
+const struct lpm_key *_lpm_key __attribute__((unused));
+const struct rule_set *_rule_set __attribute__((unused));
+const struct filter_rule *_filter_rule __attribute__((unused));
+const enum xflow_sample_mode *_xflow_sample_mode __attribute__((unused));
+const enum xflow_filter_action *_xflow_filter_action __attribute__((unused));
+const enum xflow_filter_set *_xflow_filter_set __attribute__((unused));
 
 static __always_inline void counter_add(__u32 idx, __u64 n)
 {
@@ -80,6 +88,8 @@ static __always_inline void value_add(struct flow_value *v, struct pkt *p,
 		v->bytes += bytes;
 		v->tcp_flags |= p->tcp_flags;
 	}
+	if (v->sampling != p->sampling)
+		v->sampling = p->sampling;
 	if (v->last_ns < now)
 		v->last_ns = now;
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
@@ -98,7 +108,7 @@ static __always_inline void value_init(struct flow_value *v, struct pkt *p,
 	v->tcp_flags = p->tcp_flags;
 	v->tos = p->tos;
 	v->fin_rst = (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) ? 1 : 0;
-	v->pad = 0;
+	v->sampling = p->sampling;
 }
 
 static __always_inline int store_hash(struct pkt *p, __u32 packets,
@@ -219,7 +229,8 @@ static __always_inline int store_ring(struct pkt *p, __u32 packets,
 	e->packets = packets;
 	e->tcp_flags = p->tcp_flags;
 	e->tos = p->tos;
-	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	e->pad = 0;
+	e->sampling = p->sampling;
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
 	bpf_ringbuf_submit(e, avail > size / 8 ? BPF_RB_FORCE_WAKEUP :
@@ -268,6 +279,9 @@ static __always_inline void handle(void *data, void *data_end, __u32 frame_len,
 		asm volatile("" : : "r"(&p), "r"(bytes), "r"(segs) : "memory");
 		return;
 	}
+	/* Interface totals, filters and sampling (include/sample.h). */
+	if (!select_packet(&p, &segs, &bytes))
+		return;
 	if (map_kind == KIND_RINGBUF)
 		ret = store_ring(&p, segs, bytes);
 	else if (map_kind == KIND_ARRAY || map_kind == KIND_PERCPU_ARRAY)

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xflowFilterRule struct {
+	_      structs.HostLayout
+	Action uint32
+	Rate   uint32
+}
+
 type xflowFlowEvent struct {
 	_        structs.HostLayout
 	Key      xflowFlowKey
@@ -21,7 +27,8 @@ type xflowFlowEvent struct {
 	Packets  uint32
 	TcpFlags uint32
 	Tos      uint8
-	Pad      [3]uint8
+	Pad      uint8
+	Sampling uint16
 }
 
 type xflowFlowKey struct {
@@ -55,7 +62,28 @@ type xflowFlowValue struct {
 	TcpFlags uint32
 	Tos      uint8
 	FinRst   uint8
-	Pad      uint16
+	Sampling uint16
+}
+
+type xflowIfaceConf struct {
+	_       structs.HostLayout
+	Rate    uint32
+	Mode    uint32
+	Seed    uint32
+	Count   uint32
+	Packets [2]uint64
+	Bytes   [2]uint64
+}
+
+type xflowLpmKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type xflowRuleSet struct {
+	_ structs.HostLayout
+	W [16]uint64
 }
 
 type xflowXflowCounter uint32
@@ -73,6 +101,23 @@ const (
 	xflowXflowCounterCNT_MAX            xflowXflowCounter = 9
 )
 
+type xflowXflowFilterAction uint32
+
+const (
+	xflowXflowFilterActionFILTER_COUNT xflowXflowFilterAction = 0
+	xflowXflowFilterActionFILTER_SKIP  xflowXflowFilterAction = 1
+)
+
+type xflowXflowFilterSet uint32
+
+const (
+	xflowXflowFilterSetFSET_DIR_INGRESS xflowXflowFilterSet = 256
+	xflowXflowFilterSetFSET_DIR_EGRESS  xflowXflowFilterSet = 257
+	xflowXflowFilterSetFSET_SPORT_ANY   xflowXflowFilterSet = 258
+	xflowXflowFilterSetFSET_DPORT_ANY   xflowXflowFilterSet = 259
+	xflowXflowFilterSetFSET_MAX         xflowXflowFilterSet = 260
+)
+
 type xflowXflowMapKind uint32
 
 const (
@@ -85,28 +130,51 @@ const (
 	xflowXflowMapKindKIND_RINGBUF         xflowXflowMapKind = 6
 )
 
+type xflowXflowSampleMode uint32
+
+const (
+	xflowXflowSampleModeSAMPLE_RANDOM        xflowXflowSampleMode = 0
+	xflowXflowSampleModeSAMPLE_DETERMINISTIC xflowXflowSampleMode = 1
+	xflowXflowSampleModeSAMPLE_HASH          xflowXflowSampleMode = 2
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xflowMapCounters         = "counters"
-	xflowMapEvents           = "events"
-	xflowMapFlows            = "flows"
-	xflowMapSlots            = "slots"
-	xflowProgXflowTcEgress   = "xflow_tc_egress"
-	xflowProgXflowTcIngress  = "xflow_tc_ingress"
-	xflowProgXflowXdp        = "xflow_xdp"
-	xflowVarFlowEvent        = "_flow_event"
-	xflowVarFlowSlot         = "_flow_slot"
-	xflowVarXflowCounter     = "_xflow_counter"
-	xflowVarXflowMapKind     = "_xflow_map_kind"
-	xflowVarArraySlots       = "array_slots"
-	xflowVarBenchNext        = "bench_next"
-	xflowVarBenchPackets     = "bench_packets"
-	xflowVarBenchParseOnly   = "bench_parse_only"
-	xflowVarBenchRotateFlows = "bench_rotate_flows"
-	xflowVarBenchSkip        = "bench_skip"
-	xflowVarMapKind          = "map_kind"
+	xflowMapCounters          = "counters"
+	xflowMapEvents            = "events"
+	xflowMapFilterDst         = "filter_dst"
+	xflowMapFilterHits        = "filter_hits"
+	xflowMapFilterPorts       = "filter_ports"
+	xflowMapFilterRules       = "filter_rules"
+	xflowMapFilterSets        = "filter_sets"
+	xflowMapFilterSrc         = "filter_src"
+	xflowMapFlows             = "flows"
+	xflowMapIfaces            = "ifaces"
+	xflowMapSlots             = "slots"
+	xflowProgXflowTcEgress    = "xflow_tc_egress"
+	xflowProgXflowTcIngress   = "xflow_tc_ingress"
+	xflowProgXflowXdp         = "xflow_xdp"
+	xflowVarFilterRule        = "_filter_rule"
+	xflowVarFlowEvent         = "_flow_event"
+	xflowVarFlowSlot          = "_flow_slot"
+	xflowVarIfaceConf         = "_iface_conf"
+	xflowVarLpmKey            = "_lpm_key"
+	xflowVarRuleSet           = "_rule_set"
+	xflowVarXflowCounter      = "_xflow_counter"
+	xflowVarXflowFilterAction = "_xflow_filter_action"
+	xflowVarXflowFilterSet    = "_xflow_filter_set"
+	xflowVarXflowMapKind      = "_xflow_map_kind"
+	xflowVarXflowSampleMode   = "_xflow_sample_mode"
+	xflowVarArraySlots        = "array_slots"
+	xflowVarBenchNext         = "bench_next"
+	xflowVarBenchPackets      = "bench_packets"
+	xflowVarBenchParseOnly    = "bench_parse_only"
+	xflowVarBenchRotateFlows  = "bench_rotate_flows"
+	xflowVarBenchSkip         = "bench_skip"
+	xflowVarFilterRulesN      = "filter_rules_n"
+	xflowVarMapKind           = "map_kind"
 )
 
 // loadXflow returns the embedded CollectionSpec for xflow.
@@ -160,27 +228,42 @@ type xflowProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xflowMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
-	Slots    *ebpf.MapSpec `ebpf:"slots"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	FilterDst   *ebpf.MapSpec `ebpf:"filter_dst"`
+	FilterHits  *ebpf.MapSpec `ebpf:"filter_hits"`
+	FilterPorts *ebpf.MapSpec `ebpf:"filter_ports"`
+	FilterRules *ebpf.MapSpec `ebpf:"filter_rules"`
+	FilterSets  *ebpf.MapSpec `ebpf:"filter_sets"`
+	FilterSrc   *ebpf.MapSpec `ebpf:"filter_src"`
+	Flows       *ebpf.MapSpec `ebpf:"flows"`
+	Ifaces      *ebpf.MapSpec `ebpf:"ifaces"`
+	Slots       *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // xflowVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xflowVariableSpecs struct {
-	FlowEvent        *ebpf.VariableSpec `ebpf:"_flow_event"`
-	FlowSlot         *ebpf.VariableSpec `ebpf:"_flow_slot"`
-	XflowCounter     *ebpf.VariableSpec `ebpf:"_xflow_counter"`
-	XflowMapKind     *ebpf.VariableSpec `ebpf:"_xflow_map_kind"`
-	ArraySlots       *ebpf.VariableSpec `ebpf:"array_slots"`
-	BenchNext        *ebpf.VariableSpec `ebpf:"bench_next"`
-	BenchPackets     *ebpf.VariableSpec `ebpf:"bench_packets"`
-	BenchParseOnly   *ebpf.VariableSpec `ebpf:"bench_parse_only"`
-	BenchRotateFlows *ebpf.VariableSpec `ebpf:"bench_rotate_flows"`
-	BenchSkip        *ebpf.VariableSpec `ebpf:"bench_skip"`
-	MapKind          *ebpf.VariableSpec `ebpf:"map_kind"`
+	FilterRule        *ebpf.VariableSpec `ebpf:"_filter_rule"`
+	FlowEvent         *ebpf.VariableSpec `ebpf:"_flow_event"`
+	FlowSlot          *ebpf.VariableSpec `ebpf:"_flow_slot"`
+	IfaceConf         *ebpf.VariableSpec `ebpf:"_iface_conf"`
+	LpmKey            *ebpf.VariableSpec `ebpf:"_lpm_key"`
+	RuleSet           *ebpf.VariableSpec `ebpf:"_rule_set"`
+	XflowCounter      *ebpf.VariableSpec `ebpf:"_xflow_counter"`
+	XflowFilterAction *ebpf.VariableSpec `ebpf:"_xflow_filter_action"`
+	XflowFilterSet    *ebpf.VariableSpec `ebpf:"_xflow_filter_set"`
+	XflowMapKind      *ebpf.VariableSpec `ebpf:"_xflow_map_kind"`
+	XflowSampleMode   *ebpf.VariableSpec `ebpf:"_xflow_sample_mode"`
+	ArraySlots        *ebpf.VariableSpec `ebpf:"array_slots"`
+	BenchNext         *ebpf.VariableSpec `ebpf:"bench_next"`
+	BenchPackets      *ebpf.VariableSpec `ebpf:"bench_packets"`
+	BenchParseOnly    *ebpf.VariableSpec `ebpf:"bench_parse_only"`
+	BenchRotateFlows  *ebpf.VariableSpec `ebpf:"bench_rotate_flows"`
+	BenchSkip         *ebpf.VariableSpec `ebpf:"bench_skip"`
+	FilterRulesN      *ebpf.VariableSpec `ebpf:"filter_rules_n"`
+	MapKind           *ebpf.VariableSpec `ebpf:"map_kind"`
 }
 
 // xflowObjects contains all objects after they have been loaded into the kernel.
@@ -203,17 +286,31 @@ func (o *xflowObjects) Close() error {
 //
 // It can be passed to loadXflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xflowMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Flows    *ebpf.Map `ebpf:"flows"`
-	Slots    *ebpf.Map `ebpf:"slots"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Events      *ebpf.Map `ebpf:"events"`
+	FilterDst   *ebpf.Map `ebpf:"filter_dst"`
+	FilterHits  *ebpf.Map `ebpf:"filter_hits"`
+	FilterPorts *ebpf.Map `ebpf:"filter_ports"`
+	FilterRules *ebpf.Map `ebpf:"filter_rules"`
+	FilterSets  *ebpf.Map `ebpf:"filter_sets"`
+	FilterSrc   *ebpf.Map `ebpf:"filter_src"`
+	Flows       *ebpf.Map `ebpf:"flows"`
+	Ifaces      *ebpf.Map `ebpf:"ifaces"`
+	Slots       *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *xflowMaps) Close() error {
 	return _XflowClose(
 		m.Counters,
 		m.Events,
+		m.FilterDst,
+		m.FilterHits,
+		m.FilterPorts,
+		m.FilterRules,
+		m.FilterSets,
+		m.FilterSrc,
 		m.Flows,
+		m.Ifaces,
 		m.Slots,
 	)
 }
@@ -222,17 +319,25 @@ func (m *xflowMaps) Close() error {
 //
 // It can be passed to loadXflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xflowVariables struct {
-	FlowEvent        *ebpf.Variable `ebpf:"_flow_event"`
-	FlowSlot         *ebpf.Variable `ebpf:"_flow_slot"`
-	XflowCounter     *ebpf.Variable `ebpf:"_xflow_counter"`
-	XflowMapKind     *ebpf.Variable `ebpf:"_xflow_map_kind"`
-	ArraySlots       *ebpf.Variable `ebpf:"array_slots"`
-	BenchNext        *ebpf.Variable `ebpf:"bench_next"`
-	BenchPackets     *ebpf.Variable `ebpf:"bench_packets"`
-	BenchParseOnly   *ebpf.Variable `ebpf:"bench_parse_only"`
-	BenchRotateFlows *ebpf.Variable `ebpf:"bench_rotate_flows"`
-	BenchSkip        *ebpf.Variable `ebpf:"bench_skip"`
-	MapKind          *ebpf.Variable `ebpf:"map_kind"`
+	FilterRule        *ebpf.Variable `ebpf:"_filter_rule"`
+	FlowEvent         *ebpf.Variable `ebpf:"_flow_event"`
+	FlowSlot          *ebpf.Variable `ebpf:"_flow_slot"`
+	IfaceConf         *ebpf.Variable `ebpf:"_iface_conf"`
+	LpmKey            *ebpf.Variable `ebpf:"_lpm_key"`
+	RuleSet           *ebpf.Variable `ebpf:"_rule_set"`
+	XflowCounter      *ebpf.Variable `ebpf:"_xflow_counter"`
+	XflowFilterAction *ebpf.Variable `ebpf:"_xflow_filter_action"`
+	XflowFilterSet    *ebpf.Variable `ebpf:"_xflow_filter_set"`
+	XflowMapKind      *ebpf.Variable `ebpf:"_xflow_map_kind"`
+	XflowSampleMode   *ebpf.Variable `ebpf:"_xflow_sample_mode"`
+	ArraySlots        *ebpf.Variable `ebpf:"array_slots"`
+	BenchNext         *ebpf.Variable `ebpf:"bench_next"`
+	BenchPackets      *ebpf.Variable `ebpf:"bench_packets"`
+	BenchParseOnly    *ebpf.Variable `ebpf:"bench_parse_only"`
+	BenchRotateFlows  *ebpf.Variable `ebpf:"bench_rotate_flows"`
+	BenchSkip         *ebpf.Variable `ebpf:"bench_skip"`
+	FilterRulesN      *ebpf.Variable `ebpf:"filter_rules_n"`
+	MapKind           *ebpf.Variable `ebpf:"map_kind"`
 }
 
 // xflowPrograms contains all programs after they have been loaded into the kernel.

@@ -56,6 +56,10 @@ type Record struct {
 	IfIndex           uint32 `json:"ifindex"`
 	TOS               uint8  `json:"tos"`
 	IPVersion         uint8  `json:"ip_version"`
+	// SamplingRate is N for packets sampled 1:N (counts are as sampled:
+	// multiply by N), 0 (left out of the JSON) when the record says nothing
+	// of sampling.
+	SamplingRate uint32 `json:"sampling_rate,omitempty"`
 }
 
 // Stats are a collector's counters since Listen.
@@ -118,8 +122,9 @@ type Collector struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 
-	namesMu sync.RWMutex
-	names   map[nameKey]map[uint32]string
+	namesMu   sync.RWMutex
+	names     map[nameKey]map[uint32]string
+	selectors map[selectorKey]uint32 // sampling.go
 
 	nMessages, nRecords, nTemplateRecords, nOptionsRecords, nDecodeErrors,
 	nSequenceGaps, nMissingTemplate, nConnections, nHandshakeErrors atomic.Uint64
@@ -778,11 +783,14 @@ func (d *decoder) options(t *template, fields [][]byte, from netip.AddrPort, dom
 	var (
 		index, hasIndex = uint32(0), false
 		name, desc      string
+		smp             rateReader
 	)
+	defer func() { d.c.learnSelector(nameKey{from.Addr(), domain}, &smp) }()
 	for i, f := range t.fields {
 		if f.EnterpriseID != 0 {
 			continue
 		}
+		smp.field(f.FieldID, fields[i])
 		switch {
 		case i < t.scope && (f.FieldID == ieIngressIf || f.FieldID == ieEgressIf):
 			index, hasIndex = uint32(num(fields[i])), true
@@ -840,12 +848,14 @@ func (d *decoder) flowRecord(t *template, fields [][]byte, from netip.AddrPort, 
 		vlan, dot1q                uint16
 		hasVLAN                    bool
 		hasStartMillis, hasEndMill bool
+		smp                        rateReader
 	)
 	for i, f := range t.fields {
 		if f.EnterpriseID != 0 {
 			continue
 		}
 		v := fields[i]
+		smp.field(f.FieldID, v)
 		switch f.FieldID {
 		case ieSrcIPv4, ieSrcIPv6:
 			if a, ok := addr(v); ok {
@@ -903,6 +913,7 @@ func (d *decoder) flowRecord(t *template, fields [][]byte, from netip.AddrPort, 
 			icmpCode, hasICMPCode = uint8(num(v)), true
 		}
 	}
+	r.SamplingRate = d.c.recordRate(nameKey{from.Addr(), domain}, &smp)
 	if !hasPackets {
 		r.Packets = packets
 	}

@@ -17,7 +17,8 @@ import (
 // The time is the flow's first packet (its last without a start time, "-"
 // with neither). ICMP shows type/code after the destination, as
 // "10.0.0.2 type 8/0"; protocols without ports show bare addresses. A
-// missing interface or direction is "-".
+// missing interface or direction is "-". Sampled records end in
+// "sampling 1:N" (their counts are as sampled).
 func Format(r Record) string {
 	when := r.First
 	if when == "" {
@@ -38,9 +39,13 @@ func Format(r Record) string {
 	default:
 		src, dst = r.Src, r.Dst
 	}
-	return fmt.Sprintf("%s %s %s -> %s %s %s vlan %d pkts %d bytes %d flags %#x reason %d",
+	s := fmt.Sprintf("%s %s %s -> %s %s %s vlan %d pkts %d bytes %d flags %#x reason %d",
 		when, flow.ProtoName(r.Proto), src, dst, dash(r.Iface), dash(r.Direction),
 		r.VLAN, r.Packets, r.Bytes, r.TCPFlags, r.FlowEndReason)
+	if r.SamplingRate > 1 {
+		s += fmt.Sprintf(" sampling 1:%d", r.SamplingRate)
+	}
+	return s
 }
 
 func hostPort(a string, port uint16) string {

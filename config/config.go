@@ -30,6 +30,8 @@ type Config struct {
 	Export     Export
 	Log        Log
 	Metrics    Metrics
+	Sampling   Sampling // the default for every interface
+	Filters    []Filter // in-kernel filter rules, first match wins
 
 	// file and lines remember where each setting came from so that
 	// validation errors detected after parsing can still be positioned.
@@ -45,6 +47,8 @@ type Interface struct {
 	Egress  string // tc or none
 	XDPMode string // auto, native or generic
 	TCMode  string // auto, tcx or clsact
+	// Sampling overrides the top-level sampling for this interface.
+	Sampling *Sampling
 }
 
 // Datapath configures the BPF flow table.
@@ -177,7 +181,9 @@ func Default() *Config {
 			Level:  defaultLogLevel,
 			Format: defaultLogFormat,
 		},
-		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Metrics:  Metrics{Listen: DefaultMetricsListen},
+		Sampling: defaultSampling(),
+		Filters:  []Filter{},
 	}
 }
 

@@ -38,6 +38,8 @@ func publicFields(c *Config) Config {
 		Timeouts:   c.Timeouts,
 		Export:     c.Export,
 		Log:        c.Log,
+		Sampling:   c.Sampling,
+		Filters:    c.Filters,
 	}
 }
 
@@ -49,6 +51,7 @@ func TestExampleFile(t *testing.T) {
 	want := publicFields(Default())
 	want.Interfaces = []Interface{defaultInterfaceNamed("veth0")}
 	want.Export.Collectors = []Collector{{Address: "127.0.0.1:4739", Protocol: "ipfix", Transport: "udp"}}
+	want.Sampling.Rate = 1
 	if got := publicFields(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", exampleFile, got, want)
 	}
@@ -67,6 +70,8 @@ func TestExampleFileDocumentsEveryKey(t *testing.T) {
 		"timeouts:", "active:", "inactive:", "scan_interval:",
 		"export:", "observation_domain:", "template_refresh:", "mtu:", "collectors:",
 		"address:", "protocol:", "transport:", "log:", "level:", "format:",
+		"sampling:", "rate:", "mode:", "seed:", "filters:", "src:", "dst:", "proto:", "src_port:",
+		"dst_port:", "direction:", "action:", "sampling_rate:",
 	} {
 		if !bytes.Contains(data, []byte("\n"+key)) && !bytes.Contains(data, []byte(" "+key)) {
 			t.Errorf("%s does not mention %q", exampleFile, key)
@@ -91,6 +96,8 @@ func TestMinimalGetsAllDefaults(t *testing.T) {
 		Timeouts:   Timeouts{Active: 60 * time.Second, Inactive: 15 * time.Second, ScanInterval: time.Second},
 		Export:     Export{ObservationDomain: 1, TemplateRefresh: 60 * time.Second, MTU: 1400, Collectors: []Collector{}},
 		Log:        Log{Level: "info", Format: "text"},
+		Sampling:   Sampling{Mode: "random"},
+		Filters:    []Filter{},
 	}
 	if got := publicFields(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -140,10 +147,28 @@ func TestGoodConfigValues(t *testing.T) {
 						{Address: "192.0.2.7:9995", Protocol: "netflow5", Transport: "udp"},
 					},
 				},
-				Log: Log{Level: "debug", Format: "json"},
+				Log:      Log{Level: "debug", Format: "json"},
+				Sampling: Sampling{Mode: "random"},
+				Filters:  []Filter{},
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got\n%+v\nwant\n%+v", got, want)
+			}
+		}},
+		{"sampling.yaml", func(t *testing.T, got Config) {
+			if want := (Sampling{Rate: 100, Mode: "hash", Seed: 42}); got.Sampling != want {
+				t.Errorf("sampling %+v, want %+v", got.Sampling, want)
+			}
+			if got.Interfaces[0].Sampling != nil || *got.Interfaces[1].Sampling != (Sampling{Rate: 10, Mode: "deterministic"}) {
+				t.Errorf("interface sampling %+v %+v", got.Interfaces[0].Sampling, got.Interfaces[1].Sampling)
+			}
+			want := []Filter{
+				{Dst: "192.0.2.10", Proto: "udp", DstPort: 4739, Action: "skip"},
+				{Src: "2001:db8::/32", Proto: "6", Direction: "egress", Action: "count", Rate: 5},
+				{Proto: "icmp", Action: "count"},
+			}
+			if !reflect.DeepEqual(got.Filters, want) {
+				t.Errorf("filters %+v, want %+v", got.Filters, want)
 			}
 		}},
 		{"anchors.yaml", func(t *testing.T, got Config) {
@@ -221,6 +246,14 @@ var badConfigs = []struct {
 }{
 	// Document level.
 	{"empty", 1, "interfaces", "configuration is empty"},
+	// Sampling and filters.
+	{"sampling_mode", 4, "sampling.mode", "unknown sampling mode"},
+	{"sampling_rate", 3, "interfaces[0].sampling.rate", "rate 70000 out of range"},
+	{"filter_cidr", 4, "filters[1].dst", "want an address or CIDR"},
+	{"filter_port_proto", 3, "filters[0].dst_port", "dst_port needs proto"},
+	{"filter_action", 3, "filters[0].action", "unknown filter action"},
+	{"filter_direction", 5, "filters[0].direction", "unknown direction"},
+	{"filter_proto", 3, "filters[0].proto", "want a name"},
 	{"syntax_error", 6, "", "invalid YAML: mapping values are not allowed in this context"},
 	{"tab_indent", 3, "", "invalid YAML: found character that cannot start any token"},
 	{"unknown_anchor", 3, "", "invalid YAML: unknown anchor 'eth0' referenced"},

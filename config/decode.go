@@ -254,6 +254,8 @@ func (d *decoder) decodeConfig(root *yaml.Node, c *Config) error {
 		{"metrics", func(e entry) error {
 			return d.mapping(e, []field{{"listen", d.stringField(&c.Metrics.Listen)}})
 		}},
+		{"sampling", func(e entry) error { return d.decodeSampling(e, &c.Sampling) }},
+		{"filters", func(e entry) error { return d.decodeFilters(e, c) }},
 	})
 }
 
@@ -264,6 +266,11 @@ func (d *decoder) decodeInterface(e entry, ifc *Interface) error {
 		{"egress", d.stringField(&ifc.Egress)},
 		{"xdp_mode", d.stringField(&ifc.XDPMode)},
 		{"tc_mode", d.stringField(&ifc.TCMode)},
+		{"sampling", func(e entry) error {
+			s := defaultSampling()
+			ifc.Sampling = &s
+			return d.decodeSampling(e, ifc.Sampling)
+		}},
 	})
 }
 

@@ -38,6 +38,8 @@ func (c *Config) Validate() error {
 		c.validateExport,
 		c.validateLog,
 		c.validateMetrics,
+		c.validateSampling,
+		c.validateFilters,
 	} {
 		if err := check(); err != nil {
 			return err

@@ -119,11 +119,21 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if err := d.cleanStale(); err != nil {
 		return nil, err
 	}
+	def, err := sampling(cfg.Sampling)
+	if err != nil {
+		return nil, configErr(err)
+	}
+	rules, err := filterRules(cfg.Filters)
+	if err != nil {
+		return nil, configErr(err)
+	}
 	d.dp, err = bpf.Load(bpf.Options{
 		Kind:     kind,
 		MaxFlows: uint32(cfg.Datapath.MaxFlows),
 		RingSize: uint32(cfg.Datapath.RingSize),
 		PinPath:  cfg.PinPath,
+		Sampling: def,
+		Filters:  rules,
 	})
 	if err != nil {
 		return nil, err
@@ -165,7 +175,8 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	d.ringStop, d.ringDone = ringStop, make(chan error, 1)
 	go func() { d.ringDone <- d.dp.RunRing(ringCtx) }()
 
-	log.Info("counting", "map", kind, "max_flows", cfg.Datapath.MaxFlows, "pin_path", cfg.PinPath, "control", d.sock)
+	log.Info("counting", "map", kind, "max_flows", cfg.Datapath.MaxFlows, "pin_path", cfg.PinPath, "control", d.sock,
+		"sampling", fmt.Sprintf("1:%d %s", max(cfg.Sampling.Rate, 1), cfg.Sampling.Mode), "filters", len(cfg.Filters))
 	return d, nil
 }
 
@@ -187,13 +198,22 @@ func (d *Daemon) cleanStale() error {
 // attach attaches the programs to every configured interface.
 func (d *Daemon) attach() error {
 	for _, ifc := range d.cfg.Interfaces {
-		a, err := d.dp.Attach(bpf.Hooks{Iface: ifc.Name, Ingress: ifc.Ingress, Egress: ifc.Egress,
-			XDPMode: ifc.XDPMode, TCMode: ifc.TCMode})
+		h := bpf.Hooks{Iface: ifc.Name, Ingress: ifc.Ingress, Egress: ifc.Egress,
+			XDPMode: ifc.XDPMode, TCMode: ifc.TCMode}
+		if ifc.Sampling != nil {
+			s, err := sampling(*ifc.Sampling)
+			if err != nil {
+				return configErr(fmt.Errorf("interface %s: %w", ifc.Name, err))
+			}
+			h.Sampling = &s
+		}
+		a, err := d.dp.Attach(h)
 		if err != nil {
 			return err
 		}
 		d.atts = append(d.atts, a)
-		d.log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Attached, "adopted", a.Adopted)
+		d.log.Info("attached", "iface", ifc.Name, "ifindex", a.Ifindex, "hooks", a.Attached, "adopted", a.Adopted,
+			"sampling", d.dp.SamplingRate(uint32(a.Ifindex)))
 		if a.GenericXDP() {
 			d.log.Warn("generic XDP counts a GRO/GSO aggregate as one packet; for exact counts use native XDP or ingress: tc", "iface", ifc.Name)
 		}
@@ -226,8 +246,12 @@ func (d *Daemon) serveMetrics() error {
 	if d.cfg.Metrics.Listen == "" {
 		return nil
 	}
+	var skip []bool
+	for _, f := range d.cfg.Filters {
+		skip = append(skip, f.Action == "skip")
+	}
 	m := metrics.New(metrics.Sources{Datapath: d.dp, Exporter: d.exp, Destinations: d.dests.metrics,
-		Interfaces: d.ifaces, MaxFlows: d.cfg.Datapath.MaxFlows})
+		Interfaces: d.ifaces, MaxFlows: d.cfg.Datapath.MaxFlows, FilterSkip: skip})
 	stop, err := m.Serve(d.cfg.Metrics.Listen, d.log)
 	if err != nil {
 		return err
@@ -294,8 +318,9 @@ func (d *Daemon) Reload(next *config.Config) error {
 	}
 	cur := d.cfg
 	if !reflect.DeepEqual(next.Interfaces, cur.Interfaces) || next.Datapath != cur.Datapath ||
-		next.PinPath != cur.PinPath || next.Metrics != cur.Metrics || next.Log != cur.Log {
-		d.log.Warn("reload: interfaces, datapath, pin_path, metrics and log need a restart; those changes are ignored")
+		next.PinPath != cur.PinPath || next.Metrics != cur.Metrics || next.Log != cur.Log ||
+		next.Sampling != cur.Sampling || !reflect.DeepEqual(next.Filters, cur.Filters) {
+		d.log.Warn("reload: interfaces, datapath, pin_path, metrics, log, sampling and filters need a restart; those changes are ignored")
 	}
 	unused, err := d.dests.build(next)
 	if err != nil {

@@ -221,6 +221,9 @@ func (t *table) add(k *flow.Key, v *flow.Value) {
 	st.TotBytes += v.Bytes
 	st.TotFlags |= v.TCPFlags
 	st.FinRst |= v.FinRst
+	if v.Sampling != 0 {
+		st.Sampling = v.Sampling
+	}
 }
 
 // set puts a flow's persisted state in the table (Restore).
@@ -246,6 +249,7 @@ func (e *entry) record(c flow.Clock, r flow.EndReason) flow.Export {
 		Key: e.key, Packets: per.Packets, Bytes: per.Bytes,
 		StartMs: c.UnixMilli(per.FirstNs), EndMs: c.UnixMilli(per.LastNs),
 		TCPFlags: uint16(per.TCPFlags), TOS: e.st.TOS, EndReason: r,
+		Sampling: e.st.Sampling,
 	}
 	*per = flow.Value{}
 	return x

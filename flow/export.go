@@ -39,6 +39,10 @@ type Export struct {
 	TCPFlags  uint16 // OR of the TCP flags over this record's period
 	TOS       uint8  // of the flow's first packet
 	EndReason EndReason
+	// Sampling is how the packets were sampled: 1:Sampling.Rate(), 1 when
+	// every packet was counted. Packets and Bytes are as sampled: a
+	// collector multiplies them by the rate.
+	Sampling Sampling
 }
 
 // Interface names an ifindex, for the exporters' interface options records.
@@ -68,12 +72,12 @@ type State struct {
 	TotFlags   uint32
 	TOS        uint8
 	FinRst     uint8
-	Pad        uint16
+	Sampling   Sampling // how the flow's packets are sampled
 }
 
 // Total is the flow as a whole as a Value: its cumulative counts from its
 // first packet to its latest.
 func (s *State) Total() Value {
 	return Value{Packets: s.TotPackets, Bytes: s.TotBytes, FirstNs: s.StartNs, LastNs: s.LastSeen,
-		TCPFlags: s.TotFlags, TOS: s.TOS, FinRst: s.FinRst}
+		TCPFlags: s.TotFlags, TOS: s.TOS, FinRst: s.FinRst, Sampling: s.Sampling}
 }

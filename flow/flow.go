@@ -69,11 +69,45 @@ type Value struct {
 	Bytes    uint64 // IP bytes
 	FirstNs  uint64 // kernel monotonic clock (CLOCK_MONOTONIC), ns
 	LastNs   uint64
-	TCPFlags uint32 // OR of the TCP flags seen (9 bits, NS..FIN)
-	TOS      uint8  // of the first packet
-	FinRst   uint8  // 1 once a FIN or RST was seen
-	Pad      uint16
+	TCPFlags uint32   // OR of the TCP flags seen (9 bits, NS..FIN)
+	TOS      uint8    // of the first packet
+	FinRst   uint8    // 1 once a FIN or RST was seen
+	Sampling Sampling // the rate and mode the packets were sampled at
 }
+
+// Sampling is how a flow's packets were sampled, as the data plane keeps
+// it: mode << 14 | N, for 1:N (N 0 or 1: every packet counted).
+type Sampling uint16
+
+// MaxSamplingRate is the largest N a Sampling holds.
+const MaxSamplingRate = 0x3fff
+
+// SampleMode is how packets were selected (enum xflow_sample_mode).
+type SampleMode uint8
+
+const (
+	SampleRandom        SampleMode = 0 // each packet with probability 1/N
+	SampleDeterministic SampleMode = 1 // every Nth packet (per CPU)
+	SampleHash          SampleMode = 2 // whole flows, by a hash of the flow
+)
+
+func (m SampleMode) String() string {
+	switch m {
+	case SampleRandom:
+		return "random"
+	case SampleDeterministic:
+		return "deterministic"
+	case SampleHash:
+		return "hash"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// Rate is N, 1 when every packet was counted.
+func (s Sampling) Rate() uint32 { return max(uint32(s)&MaxSamplingRate, 1) }
+
+// Mode is the selection mode (meaningful when Rate > 1).
+func (s Sampling) Mode() SampleMode { return SampleMode(s >> 14) }
 
 // Add merges o into v: counts add up, times widen, flags accumulate, and the
 // TOS of whichever saw the earlier first packet is kept.
@@ -92,6 +126,9 @@ func (v *Value) Add(o *Value) {
 	v.Bytes += o.Bytes
 	v.TCPFlags |= o.TCPFlags
 	v.FinRst |= o.FinRst
+	if o.Sampling != 0 {
+		v.Sampling = o.Sampling
+	}
 }
 
 // Record is one flow with its counters summed over CPUs.

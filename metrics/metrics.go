@@ -37,6 +37,14 @@ type Sources struct {
 	Destinations func() []Destination // the destinations configured now
 	Interfaces   []flow.Interface     // names for ifindexes
 	MaxFlows     int
+	FilterSkip   []bool // per filter rule: its action is skip (labels)
+}
+
+// samplingSource is what a data plane with sampling and filters offers
+// (*bpf.Datapath).
+type samplingSource interface {
+	IfaceTotals() ([]bpf.IfaceTotal, error)
+	FilterHits() (bpf.FilterHits, error)
 }
 
 // Metrics is the registry and the drain histogram.
@@ -108,6 +116,10 @@ var (
 	dDropped     = desc("xflow_export_dropped_records_total", "Flow records never delivered (queue full, lost with a TCP connection), by collector.", "collector", "protocol", "transport")
 	dUnexport    = desc("xflow_export_unexportable_records_total", "Flow records the protocol cannot carry (IPv6 to NetFlow v5), by collector.", "collector", "protocol", "transport")
 	dQueued      = desc("xflow_export_queued_records", "Flow records waiting for the collector.", "collector", "protocol", "transport")
+	dIfPackets   = desc("xflow_interface_packets_total", "Every IP packet the data plane saw, before filters and sampling, by interface and direction.", "iface", "direction")
+	dIfBytes     = desc("xflow_interface_bytes_total", "IP bytes of every packet the data plane saw, before filters and sampling, by interface and direction.", "iface", "direction")
+	dFilterHits  = desc("xflow_filter_hits_total", "Packets a filter rule matched first (rule: its index in filters), by action.", "rule", "action")
+	dFilterMiss  = desc("xflow_filter_misses_total", "Packets no filter rule matched (counted, at the interface's sampling).")
 	dConnects    = desc("xflow_export_connects_total", "TCP connections made, by collector.", "collector", "protocol", "transport")
 )
 
@@ -117,7 +129,7 @@ type sourceReader struct{ src Sources }
 
 func (c *sourceReader) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dPackets, dBytes, dActive, dExported, dFill, dMissed, dMissedBytes,
-		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects} {
+		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects, dIfPackets, dIfBytes, dFilterHits, dFilterMiss} {
 		ch <- d
 	}
 }
@@ -165,6 +177,9 @@ func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 			counter(dPartial, cnt.Fragments, "fragment")
 			counter(dPartial, cnt.IPv6ExtLimit, "ipv6_ext_limit")
 		}
+		if ss, ok := c.src.Datapath.(samplingSource); ok {
+			c.collectSampling(ss, names, counter)
+		}
 	}
 	var dsts []Destination
 	if c.src.Destinations != nil {
@@ -181,5 +196,29 @@ func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 		counter(dUnexport, st.Unexportable, l...)
 		gauge(dQueued, float64(st.Queued), l...)
 		counter(dConnects, st.Connects, l...)
+	}
+}
+
+// collectSampling reads the per-interface totals and the filter counters.
+func (c *sourceReader) collectSampling(ss samplingSource, names map[uint32]string, counter func(*prometheus.Desc, uint64, ...string)) {
+	if tot, err := ss.IfaceTotals(); err == nil {
+		for _, t := range tot {
+			name, ok := names[t.IfIndex]
+			if !ok {
+				name = strconv.Itoa(int(t.IfIndex))
+			}
+			counter(dIfPackets, t.Packets, name, t.Direction.String())
+			counter(dIfBytes, t.Bytes, name, t.Direction.String())
+		}
+	}
+	if h, err := ss.FilterHits(); err == nil && h.Rules != nil {
+		for i, n := range h.Rules {
+			action := "count"
+			if i < len(c.src.FilterSkip) && c.src.FilterSkip[i] {
+				action = "skip"
+			}
+			counter(dFilterHits, n, strconv.Itoa(i), action)
+		}
+		counter(dFilterMiss, h.Misses)
 	}
 }

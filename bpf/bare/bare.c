@@ -100,7 +100,8 @@ static __always_inline void bare_update(void)
 		e->packets = 1;
 		e->tcp_flags = 0;
 		e->tos = 0;
-		e->pad[0] = e->pad[1] = e->pad[2] = 0;
+		e->pad = 0;
+		e->sampling = 0;
 		bpf_ringbuf_submit(e, 0);
 		return;
 	}

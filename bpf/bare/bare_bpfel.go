@@ -44,7 +44,7 @@ type bareFlowValue struct {
 	TcpFlags uint32
 	Tos      uint8
 	FinRst   uint8
-	Pad      uint16
+	Sampling uint16
 }
 
 // Names of all BPF objects in the ELF.

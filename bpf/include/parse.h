@@ -57,6 +57,7 @@ struct pkt {
 	__u8 l4_trunc;   /* CNT_L4_TRUNCATED */
 	__u8 frag;       /* CNT_FRAGMENTS */
 	__u8 ext_limit;  /* CNT_IPV6_EXT_LIMIT */
+	__u16 sampling;  /* mode << 14 | N: selected at 1:N (sample.h) */
 } __attribute__((aligned(8)));
 
 struct vlan_hdr_ {

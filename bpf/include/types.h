@@ -64,7 +64,7 @@ struct flow_value {
 	__u32 tcp_flags;/* TCP flags (with NS, ECE, CWR) OR-ed over the flow */
 	__u8 tos;       /* IPv4 TOS / IPv6 traffic class of the first packet */
 	__u8 fin_rst;   /* 1 once a FIN or RST was seen */
-	__u16 pad;
+	__u16 sampling; /* mode << 14 | N: sampled 1:N (N 0 or 1: all counted) */
 };
 
 /* An array slot: flow-addressed, the key stored beside its counters. */
@@ -89,7 +89,61 @@ struct flow_event {
 	__u32 packets;
 	__u32 tcp_flags;
 	__u8 tos;
-	__u8 pad[3];
+	__u8 pad;
+	__u16 sampling; /* as in struct flow_value */
+};
+
+/* Packet sampling (include/sample.h). */
+enum xflow_sample_mode {
+	SAMPLE_RANDOM = 0,        /* each packet with probability 1/N */
+	SAMPLE_DETERMINISTIC = 1, /* every Nth packet, counted per CPU */
+	SAMPLE_HASH = 2,          /* whole flows: a seeded hash of the flow key */
+};
+
+/* The `ifaces` map's value (per CPU), keyed by ifindex; ifindex 0 is the
+ * default for interfaces not in the map. User space writes rate, mode and
+ * seed into every CPU's copy; the programs write the rest. */
+struct iface_conf {
+	__u32 rate;      /* 1:N; 0 or 1: every packet */
+	__u32 mode;      /* enum xflow_sample_mode */
+	__u32 seed;      /* hash mode */
+	__u32 count;     /* deterministic: packets since the last selected */
+	__u64 packets[2];/* every IP packet seen, by direction, before filters
+			  * and sampling */
+	__u64 bytes[2];  /* their IP bytes */
+};
+
+/* Filters (include/filter.h): rule sets are bitmaps of rule numbers. */
+#define FILTER_MAX_RULES 1024
+#define FILTER_WORDS (FILTER_MAX_RULES / 64)
+
+struct rule_set {
+	__u64 w[FILTER_WORDS];
+};
+
+/* LPM trie key: IPv4 addresses as ::ffff:a.b.c.d, so a v4 /n is /96+n. */
+struct lpm_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+enum xflow_filter_action {
+	FILTER_COUNT = 0, /* count the packet (at the rule's sampling rate) */
+	FILTER_SKIP = 1,  /* no flow, no record */
+};
+
+struct filter_rule {
+	__u32 action; /* enum xflow_filter_action */
+	__u32 rate;   /* 1:N for the packets it counts; 0: the interface's */
+};
+
+/* Indexes into the filter_sets array beside the 256 protocol sets. */
+enum xflow_filter_set {
+	FSET_DIR_INGRESS = 256,
+	FSET_DIR_EGRESS = 257,
+	FSET_SPORT_ANY = 258, /* rules without a source port */
+	FSET_DPORT_ANY = 259, /* rules without a destination port */
+	FSET_MAX = 260,
 };
 
 #endif

@@ -33,6 +33,9 @@ type flowJSON struct {
 	TCPFlags  uint32 `json:"tcp_flags"`
 	First     string `json:"first"`
 	Last      string `json:"last"`
+	// SamplingRate is N for flows sampled 1:N (counts as sampled), left
+	// out for flows whose every packet was counted.
+	SamplingRate uint32 `json:"sampling_rate,omitempty"`
 }
 
 const rfc3339Milli = "2006-01-02T15:04:05.000Z07:00"
@@ -142,24 +145,31 @@ func showFlows(o flowsOpts, w io.Writer) error {
 				First: clk.Time(v.FirstNs).UTC().Format(rfc3339Milli),
 				Last:  clk.Time(v.LastNs).UTC().Format(rfc3339Milli),
 			})
+			if n := v.Sampling.Rate(); n > 1 {
+				out[len(out)-1].SamplingRate = n
+			}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tPROTO\tIFACE\tDIR\tVLAN\tPACKETS\tBYTES\tFLAGS\tAGE\tIDLE\t")
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tPROTO\tIFACE\tDIR\tVLAN\tPACKETS\tBYTES\tFLAGS\tAGE\tIDLE\tSAMPLING\t")
 	for _, r := range recs {
 		k, v := r.Key, r.Value
 		vlan := "-"
 		if k.VLAN != 0 {
 			vlan = strconv.Itoa(int(k.VLAN))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n",
+		smp := "-"
+		if n := v.Sampling.Rate(); n > 1 {
+			smp = fmt.Sprintf("1:%d %s", n, v.Sampling.Mode())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
 			endpoint(k.SrcAddr(), k.SrcPort, &k, true), endpoint(k.DstAddr(), k.DstPort, &k, false),
 			flow.ProtoName(k.Proto), names(k.IfIndex), k.Direction, vlan,
 			v.Packets, v.Bytes, tcpFlags(v.TCPFlags),
-			age(now.Sub(clk.Time(v.FirstNs))), age(now.Sub(clk.Time(v.LastNs))))
+			age(now.Sub(clk.Time(v.FirstNs))), age(now.Sub(clk.Time(v.LastNs))), smp)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

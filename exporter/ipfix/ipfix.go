@@ -169,6 +169,8 @@ type Encoder struct {
 	exportTime uint32
 
 	sent uint64 // flow records in messages that send accepted, this session
+
+	smp samplingState // sampling.go
 }
 
 // NewEncoder returns an encoder for a new transport session.
@@ -191,6 +193,7 @@ func (e *Encoder) Reset() {
 	e.seq = 0
 	e.optSeq = 0
 	e.sent = 0
+	e.smp.reset()
 	e.begin()
 }
 
@@ -275,6 +278,9 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 		be.PutUint32(b[0:], ifc.Index)
 		putVarLen(b[ifaceFixedLen:], ifc.Name)
 	}
+	if err := e.announce(nil, true, send); err != nil {
+		return err
+	}
 	return e.flush(send)
 }
 
@@ -292,13 +298,21 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 // message and of the rest of recs are dropped and not counted in the
 // sequence numbers.
 func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte) error) error {
-	var n4, n6 int
+	var n4, n6, s4, s6 int
 	for i := range recs {
 		switch recs[i].Key.IPVersion {
 		case 4:
-			n4++
+			if sampled(&recs[i]) {
+				s4++
+			} else {
+				n4++
+			}
 		case 6:
-			n6++
+			if sampled(&recs[i]) {
+				s6++
+			} else {
+				n6++
+			}
 		default:
 			return fmt.Errorf("ipfix: record %d: IP version %d", i, recs[i].Key.IPVersion)
 		}
@@ -310,21 +324,36 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte messages", ErrMTU, ipv6RecordLen, e.MTU)
 	}
 
+	if s4 > 0 && !e.FitsAlone(ipv4SampledLen) || s6 > 0 && !e.FitsAlone(ipv6SampledLen) {
+		return fmt.Errorf("%w: %d-byte sampled record in %d-byte messages", ErrMTU, ipv6SampledLen, e.MTU)
+	}
+
 	e.begin()
 	e.msgDomain = e.domain
 	e.exportTime = uint32(now.Unix())
-	if err := e.encodeFamily(recs, 4, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
+	if s4+s6 > 0 {
+		if err := e.announce(recs, false, send); err != nil {
+			return err
+		}
+	}
+	if err := e.encodeFamily(recs, 4, false, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
 		return err
 	}
-	if err := e.encodeFamily(recs, 6, TemplateIPv6, ipv6RecordLen, n6, send); err != nil {
+	if err := e.encodeFamily(recs, 6, false, TemplateIPv6, ipv6RecordLen, n6, send); err != nil {
+		return err
+	}
+	if err := e.encodeFamily(recs, 4, true, TemplateIPv4Sampled, ipv4SampledLen, s4, send); err != nil {
+		return err
+	}
+	if err := e.encodeFamily(recs, 6, true, TemplateIPv6Sampled, ipv6SampledLen, s6, send); err != nil {
 		return err
 	}
 	return e.flush(send)
 }
 
-// encodeFamily writes the n records of IP version v in recs, in their
-// order, into sets with template id, recLen bytes each.
-func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n int, send func([]byte) error) error {
+// encodeFamily writes the n records of IP version v in recs, sampled or
+// not, in their order, into sets with template id, recLen bytes each.
+func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, smp bool, id uint16, recLen, n int, send func([]byte) error) error {
 	for i := 0; n > 0; {
 		room, err := e.room(id, recLen, send)
 		if err != nil {
@@ -332,7 +361,7 @@ func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n
 		}
 		for ; room > 0 && n > 0; i++ {
 			r := &recs[i]
-			if r.Key.IPVersion != v {
+			if r.Key.IPVersion != v || sampled(r) != smp {
 				continue
 			}
 			b := e.Buf[e.N : e.N+recLen]
@@ -340,6 +369,9 @@ func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n
 				putIPv4(b, r)
 			} else {
 				putIPv6(b, r)
+			}
+			if smp {
+				putSampling(b[recLen-samplingTailLen:], r.Sampling)
 			}
 			e.N += recLen
 			e.records++

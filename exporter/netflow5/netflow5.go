@@ -18,7 +18,11 @@
 //	    12  unix_nsecs (4)
 //	    16  flow_sequence (4): records sent before this datagram in the session
 //	    20  engine_type (1), engine_id (1)
-//	    22  sampling_interval (2): 0, no sampling
+//	    22  sampling_interval (2): mode (2 bits: 0 none, 1 deterministic,
+//	        2 random; xflow's hash mode is sent as 2) << 14 | interval N (14
+//	        bits), the sampling of every record in the datagram (records
+//	        sampled differently go in different datagrams); 0: not sampled.
+//	        Counts are as sampled: collectors multiply them by N.
 //
 // Each record:
 //
@@ -132,6 +136,7 @@ type Encoder struct {
 	n                           int // records in it
 	flows                       int // flow records whose last part is in it
 	unixSecs, unixNsecs, uptime uint32
+	sampling                    uint16 // its header's sampling_interval
 
 	sent         uint64 // flow records all of whose parts send accepted, this session
 	unexportable uint64 // IPv6 records skipped since creation
@@ -211,6 +216,12 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 			continue
 		}
 		k := parts(r)
+		if s := samplingField(r.Sampling); s != e.sampling {
+			if err := e.flush(send); err != nil {
+				return err
+			}
+			e.sampling = s
+		}
 		for j := range k {
 			if e.n == e.perDatagram {
 				if err := e.flush(send); err != nil {
@@ -232,6 +243,19 @@ func parts(r *flow.Export) uint64 {
 		return 1 // the common case, without dividing
 	}
 	return max(1, ceilDiv(r.Packets, maxCount), ceilDiv(r.Bytes, maxCount))
+}
+
+// samplingField is the header's sampling_interval for s.
+func samplingField(s flow.Sampling) uint16 {
+	n := s.Rate()
+	if n <= 1 {
+		return 0
+	}
+	mode := uint16(2) // random
+	if s.Mode() == flow.SampleDeterministic {
+		mode = 1
+	}
+	return mode<<14 | uint16(min(n, flow.MaxSamplingRate))
 }
 
 func ceilDiv(a, b uint64) uint64 {
@@ -334,7 +358,7 @@ func (e *Encoder) flush(send func([]byte) error) error {
 	be.PutUint32(h[16:], e.seq)
 	h[20] = e.engineType
 	h[21] = e.engineID
-	be.PutUint16(h[22:], 0) // sampling_interval
+	be.PutUint16(h[22:], e.sampling) // sampling_interval
 	err := send(e.buf[:headerLen+e.n*recordLen])
 	if err == nil {
 		e.seq += uint32(e.n)

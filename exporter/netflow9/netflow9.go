@@ -186,6 +186,8 @@ type Encoder struct {
 	uptime   uint32
 
 	sent uint64 // flow records in packets that send accepted, this session
+
+	smp samplingState // sampling.go
 }
 
 // NewEncoder returns an encoder for a new transport session.
@@ -213,6 +215,7 @@ func NewEncoder(o Options) *Encoder {
 func (e *Encoder) Reset() {
 	e.seq = 0
 	e.sent = 0
+	e.smp.reset()
 	e.begin()
 }
 
@@ -283,6 +286,9 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 		putName(b[8:8+NameLen], ifc.Name)
 		putName(b[8+NameLen:8+2*NameLen], ifc.Name)
 	}
+	if err := e.announce(nil, true, send); err != nil {
+		return err
+	}
 	return e.flush(send)
 }
 
@@ -313,13 +319,21 @@ func putName(b []byte, name string) {
 // packet and of the rest of recs are dropped, and the failed packet does not
 // count in the sequence numbers.
 func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte) error) error {
-	var n4, n6 int
+	var n4, n6, s4, s6 int
 	for i := range recs {
 		switch recs[i].Key.IPVersion {
 		case 4:
-			n4++
+			if sampled(&recs[i]) {
+				s4++
+			} else {
+				n4++
+			}
 		case 6:
-			n6++
+			if sampled(&recs[i]) {
+				s6++
+			} else {
+				n6++
+			}
 		default:
 			return fmt.Errorf("netflow9: record %d: IP version %d", i, recs[i].Key.IPVersion)
 		}
@@ -331,20 +345,35 @@ func (e *Encoder) Encode(now time.Time, recs []flow.Export, send func(msg []byte
 		return fmt.Errorf("%w: %d-byte IPv6 record in %d-byte packets", ErrMTU, ipv6RecordLen, e.MTU)
 	}
 
+	if s4 > 0 && !e.FitsAlone(ipv4SampledLen) || s6 > 0 && !e.FitsAlone(ipv6SampledLen) {
+		return fmt.Errorf("%w: %d-byte sampled record in %d-byte packets", ErrMTU, ipv6SampledLen, e.MTU)
+	}
+
 	e.begin()
 	e.setTime(now)
-	if err := e.encodeFamily(recs, 4, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
+	if s4+s6 > 0 {
+		if err := e.announce(recs, false, send); err != nil {
+			return err
+		}
+	}
+	if err := e.encodeFamily(recs, 4, false, TemplateIPv4, ipv4RecordLen, n4, send); err != nil {
 		return err
 	}
-	if err := e.encodeFamily(recs, 6, TemplateIPv6, ipv6RecordLen, n6, send); err != nil {
+	if err := e.encodeFamily(recs, 6, false, TemplateIPv6, ipv6RecordLen, n6, send); err != nil {
+		return err
+	}
+	if err := e.encodeFamily(recs, 4, true, TemplateIPv4Sampled, ipv4SampledLen, s4, send); err != nil {
+		return err
+	}
+	if err := e.encodeFamily(recs, 6, true, TemplateIPv6Sampled, ipv6SampledLen, s6, send); err != nil {
 		return err
 	}
 	return e.flush(send)
 }
 
-// encodeFamily writes the n records of IP version v in recs, in their
-// order, into FlowSets with template id, recLen bytes each.
-func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n int, send func([]byte) error) error {
+// encodeFamily writes the n records of IP version v in recs, sampled or
+// not, in their order, into FlowSets with template id, recLen bytes each.
+func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, smp bool, id uint16, recLen, n int, send func([]byte) error) error {
 	for i := 0; n > 0; {
 		room, err := e.room(id, recLen, send)
 		if err != nil {
@@ -352,14 +381,17 @@ func (e *Encoder) encodeFamily(recs []flow.Export, v uint8, id uint16, recLen, n
 		}
 		for ; room > 0 && n > 0; i++ {
 			r := &recs[i]
-			if r.Key.IPVersion != v {
+			if r.Key.IPVersion != v || sampled(r) != smp {
 				continue
 			}
 			b := e.Buf[e.N : e.N+recLen]
 			if v == 4 {
-				e.putIPv4(b, r)
+				e.putIPv4(b[:ipv4RecordLen], r)
 			} else {
-				e.putIPv6(b, r)
+				e.putIPv6(b[:ipv6RecordLen], r)
+			}
+			if smp {
+				putSampling(b[recLen-samplingTailLen:], r.Sampling)
 			}
 			e.N += recLen
 			e.count++
