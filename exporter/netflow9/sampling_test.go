@@ -90,7 +90,7 @@ func TestSampling(t *testing.T) {
 	if err := e.Templates(now, Stats{}, nil, pkts.send); err != nil {
 		t.Fatal(err)
 	}
-	if _, fs := splitPacket(t, pkts[0]); !slices.Equal(ids(fs), []uint16{0, 1, 258, 0, 1, 1, 272, 273}) {
+	if _, fs := splitPacket(t, pkts[0]); !slices.Equal(ids(fs), []uint16{0, 1, 1, 258, 0, 1, 1, 272, 273}) {
 		t.Errorf("templates: FlowSets %v", ids(fs))
 	}
 	e.Reset()
