@@ -240,6 +240,12 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 		}
 		copy(b, t)
 	}
+	// The sampled templates and the selectors' options records stay in the
+	// flow records' domain: templates are per domain (RFC 7011 §8), and
+	// goflow2 and nfdump apply a sampling rate to the domain it came in.
+	if err := e.announce(nil, true, send); err != nil {
+		return err
+	}
 	if e.domain != OptionsDomain {
 		if err := e.flush(send); err != nil {
 			return err
@@ -277,9 +283,6 @@ func (e *Encoder) Templates(now time.Time, st Stats, ifaces []flow.Interface, se
 		}
 		be.PutUint32(b[0:], ifc.Index)
 		putVarLen(b[ifaceFixedLen:], ifc.Name)
-	}
-	if err := e.announce(nil, true, send); err != nil {
-		return err
 	}
 	return e.flush(send)
 }

@@ -2,6 +2,7 @@ package ipfix
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -56,11 +57,17 @@ func TestSampling(t *testing.T) {
 	if err := e.Templates(now, Stats{}, nil, msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	_, tsets := splitMessage(t, msgs[0])
-	if want := []uint16{2, 3, 258}; !slices.Equal(ids(tsets), want) {
+	// The flow templates in the flows' domain, then the statistics'
+	// options template and record in domain 0.
+	var tsets []set
+	for _, m := range msgs {
+		_, s := splitMessage(t, m)
+		tsets = append(tsets, s...)
+		c.decode(t, m)
+	}
+	if want := []uint16{2, 3, 3, 258}; !slices.Equal(ids(tsets), want) {
 		t.Fatalf("templates before any sampled record: sets %v, want %v", ids(tsets), want)
 	}
-	c.decode(t, msgs[0])
 	sets, recs := encode()
 	// Template set (270, 271), three options template sets, the options
 	// data, then the flows.
@@ -131,9 +138,14 @@ func TestSampling(t *testing.T) {
 	if err := e.Templates(now, Stats{}, nil, msgs.send); err != nil {
 		t.Fatal(err)
 	}
-	_, sets = splitMessage(t, msgs[0])
-	if want := []uint16{2, 3, 258, 2, 3, 3, 3, 273, 272, 274}; !slices.Equal(ids(sets), want) {
-		t.Errorf("templates: sets %v, want %v", ids(sets), want)
+	// Per message: the domain and its sets.
+	var got []string
+	for _, m := range msgs {
+		_, s := splitMessage(t, m)
+		got = append(got, fmt.Sprintf("%d:%v", binary.BigEndian.Uint32(m[12:]), ids(s)))
+	}
+	if want := []string{"7:[2 3 3 3 273 272 274]", "0:[3 3 258]"}; !slices.Equal(got, want) {
+		t.Errorf("templates: messages %q, want %q", got, want)
 	}
 	// A new session announces again.
 	e.Reset()
