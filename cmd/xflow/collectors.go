@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/xflow-net/xflow/exporter/netflow9"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
+	"github.com/xflow-net/xflow/sink/kafka"
 )
 
 // sinkKey is what makes a collector's sink: a reload keeps the sinks whose
@@ -28,7 +30,24 @@ type sinkKey struct {
 
 type sinkEntry struct {
 	key sinkKey
-	c   *exporter.Collector
+	c   destination
+}
+
+// destination is one configured destination: an IPFIX/NetFlow collector's
+// sink or a Kafka topic's.
+type destination interface {
+	exporter.Sink
+	Stats() exporter.CollectorStats
+}
+
+// kafkaDestination gives a Kafka destination's totals the shape of a
+// collector's, for the metrics and the log.
+type kafkaDestination struct{ *kafka.Destination }
+
+func (k kafkaDestination) Stats() exporter.CollectorStats {
+	st := k.Destination.Stats()
+	return exporter.CollectorStats{Messages: st.Records, Records: st.Records, Octets: st.Bytes,
+		SendErrors: st.Errors, DroppedRecords: st.Dropped, Connects: st.Connects, Queued: st.Queued}
 }
 
 // collectorSet is the daemon's collector sinks, as configured now.
@@ -44,15 +63,12 @@ type collectorSet struct {
 // build makes the sinks for cfg, reusing the current ones whose settings
 // did not change; it returns the sinks no longer configured (to close).
 // On error nothing changes.
-func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, err error) {
+func (s *collectorSet) build(cfg *config.Config) (unused []destination, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := map[sinkKey]*exporter.Collector{}
-	for _, e := range s.entries {
-		old[e.key] = e.c
-	}
+	old := append([]sinkEntry(nil), s.entries...)
 	var next []sinkEntry
-	var made []*exporter.Collector
+	var made []destination
 	defer func() {
 		if err != nil {
 			closeAll(made, time.Second)
@@ -60,9 +76,9 @@ func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, 
 	}()
 	for _, cc := range cfg.Export.Collectors {
 		k := sinkKey{collector: cc, domain: cfg.Export.ObservationDomain, mtu: cfg.Export.MTU, refresh: cfg.Export.TemplateRefresh}
-		if c, ok := old[k]; ok {
-			next = append(next, sinkEntry{k, c})
-			delete(old, k)
+		if i := slices.IndexFunc(old, func(e sinkEntry) bool { return e.key.equal(k) }); i >= 0 {
+			next = append(next, old[i])
+			old = slices.Delete(old, i, i+1)
 			continue
 		}
 		c, err := s.newCollector(cfg, cc)
@@ -71,18 +87,35 @@ func (s *collectorSet) build(cfg *config.Config) (unused []*exporter.Collector, 
 		}
 		made = append(made, c)
 		next = append(next, sinkEntry{k, c})
-		s.log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
+		s.log.Info("exporting", "collector", cc.Name(), "protocol", cc.Protocol, "transport", cc.Transport)
 	}
-	for _, c := range old {
-		unused = append(unused, c)
+	for _, e := range old {
+		unused = append(unused, e.c)
 	}
 	s.entries = next
 	return unused, nil
 }
 
-func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (*exporter.Collector, error) {
+// equal compares keys (config.Collector holds its kafka settings by
+// pointer).
+func (k sinkKey) equal(o sinkKey) bool {
+	return k.collector.Equal(o.collector) && k.domain == o.domain && k.mtu == o.mtu && k.refresh == o.refresh
+}
+
+func (s *collectorSet) newCollector(cfg *config.Config, cc config.Collector) (destination, error) {
 	var enc exporter.Encoder
 	switch cc.Protocol {
+	case "kafka":
+		o, err := kafka.FromConfig(cfg, cc)
+		if err != nil {
+			return nil, err
+		}
+		o.Interfaces, o.Logger = s.ifaces, s.log
+		d, err := kafka.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: %w", cc.Name(), err)
+		}
+		return kafkaDestination{d}, nil
 	case "ipfix":
 		enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
 	case "netflow9":
@@ -126,7 +159,7 @@ func (s *collectorSet) metrics() []metrics.Collector {
 	defer s.mu.Unlock()
 	out := make([]metrics.Collector, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = metrics.Collector{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
+		out[i] = metrics.Collector{Address: e.key.collector.Name(), Protocol: e.key.collector.Protocol,
 			Transport: e.key.collector.Transport, Stats: e.c.Stats}
 	}
 	return out
@@ -138,7 +171,7 @@ func (s *collectorSet) logTotals() {
 	defer s.mu.Unlock()
 	for _, e := range s.entries {
 		cs, cc := e.c.Stats(), e.key.collector
-		s.log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
+		s.log.Info("collector totals", "collector", cc.Name(), "transport", cc.Transport,
 			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
 			"dropped_records", cs.DroppedRecords, "unexportable_records", cs.Unexportable, "send_errors", cs.SendErrors,
 			"connects", cs.Connects, "disconnects", cs.Disconnects)
@@ -147,7 +180,7 @@ func (s *collectorSet) logTotals() {
 
 // closeAll closes collectors, each sending what it has queued for at most
 // timeout.
-func closeAll(cs []*exporter.Collector, timeout time.Duration) error {
+func closeAll(cs []destination, timeout time.Duration) error {
 	var errs []error
 	for _, c := range cs {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

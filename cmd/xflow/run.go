@@ -83,7 +83,7 @@ func runDaemon(ctx context.Context, cfgPath string, cfg *config.Config, reload <
 	defer func() {
 		// Normally closed by Shutdown; this covers early returns.
 		if !shutDown {
-			var all []*exporter.Collector
+			var all []destination
 			for _, e := range cols.entries {
 				all = append(all, e.c)
 			}
