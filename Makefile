@@ -3,25 +3,28 @@ GO      ?= go
 # Go and the tools `go install` puts in ~/go/bin, wherever PATH lacks them.
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 BIN     := bin/xflow
+BENCH_BIN := bin/xflow-bench
 PKGS    := ./...
 # Fuzz budgets are execution counts: a duration races Go 1.26's fuzz
 # coordinator into a spurious "context deadline exceeded" (golang/go#75804).
 FUZZ_PARSER ?= 40000x
 FUZZ_CONFIG ?= 150000x
 
-.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated
+.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated test-kernels
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/xflow
+	$(GO) build -o $(BENCH_BIN) ./cmd/xflow-bench
 
 # Regenerate the eBPF objects and their Go bindings (needs clang and
 # libbpf-dev; `go build` itself only needs the committed output).
 generate:
 	cd bpf && $(GO) generate ./...
 
-# Fails if the committed objects do not match bpf/*.c (CI runs it).
+# Fails if the committed objects do not match bpf/*.c and bpf/bare/*.c (CI
+# runs it).
 check-generated: generate
 	git diff --exit-code -- bpf/
 
@@ -46,9 +49,20 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
 
+# The race detector runs wherever it is practical: everything but the
+# packages that time eBPF programs or drive veth traffic generators, where
+# its 5-10x slowdown would change what they measure.
+NORACE_PKGS := /bpf /bench /internal/testnet /cmd/xflow-bench
 test: need-root test-deps vet
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(GO) test -count=1 -race -timeout 15m $$($(GO) list $(PKGS) | grep -v $(foreach p,$(NORACE_PKGS),-e '$(p)$$' -e '$(p)/'))
+	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep $(foreach p,$(NORACE_PKGS),-e '$(p)$$' -e '$(p)/'))
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory test-kernels
+
+# The kernel-dependent tests again on Debian 12's 6.1 LTS kernel (no TCX),
+# booted under QEMU (KVM if /dev/kvm exists, else TCG): see docs/kernels.md.
+test-kernels: need-root
+	@./scripts/kernels/run.sh
 
 # Short fuzz runs: the packet parser against the reference decoder, and the
 # config loader.
@@ -61,15 +75,16 @@ demo: need-root deps build
 
 # The performance evaluation: data plane per map kind, the agent end to
 # end on a veth pair beside softflowd and pmacctd, and the exporter. Writes
-# results.md, results.json and plots to $(BENCH_OUT).
+# results.md, results.json and plots to $(BENCH_OUT). The benchmark is its
+# own binary (cmd/xflow-bench); the end-to-end part runs bin/xflow.
 BENCH_OUT  ?= bench-results
 BENCH_RUNS ?= 5
 bench: need-root bench-deps build
-	$(BIN) bench --out $(BENCH_OUT) --runs $(BENCH_RUNS)
+	$(BENCH_BIN) --out $(BENCH_OUT) --runs $(BENCH_RUNS) --xflow $(BIN)
 
 # Go benchmarks of single stages (data plane programs, drain loop, encoders).
 gobench: need-root
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 2000000x ./bpf/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./exporter
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./exporter/ipfix ./exporter/netflow9 ./exporter/netflow5
 

@@ -1,7 +1,7 @@
 // Package bench measures xflow and writes what it measured: the data plane
 // per map kind (BPF_PROG_TEST_RUN of the production programs), the whole
 // agent on a veth pair beside softflowd and pmacctd, and the exporter's
-// drain and encode path. `xflow bench` runs it.
+// drain and encode path. `xflow-bench` (cmd/xflow-bench) runs it.
 //
 // Every figure is the median of several runs, kept with its spread and
 // with a ratio to a baseline measured in the same run.

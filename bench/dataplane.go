@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/bpf/bare"
 )
 
 // DataPlaneResult is part 1: ns per packet of the production XDP and TC
@@ -23,7 +24,7 @@ import (
 // baselines (XDP_PASS, parse-only) and the bare map update of each kind.
 //
 // Every program runs with BPF_PROG_TEST_RUN on one CPU. Flows are made by
-// the data plane's benchmark-only key rotation (bpf.Options.BenchRotateFlows):
+// the data plane's benchmark-only key rotation (bare.DatapathOptions.RotateFlows):
 // a warm-up of exactly as many packets as flows creates every flow, so
 // each measured packet updates an existing one. A packet's cost is the
 // thread's CPU time over the packets the program really ran, so time the
@@ -53,7 +54,7 @@ type DataPlaneBaseline struct {
 }
 
 // DataPlaneBare is the bare map update of one kind and flow count
-// (bpf/bare.c) on one hook: every run measured beside the cells of that
+// (bpf/bare/bare.c) on one hook: every run measured beside the cells of that
 // kind, flow count and hook.
 type DataPlaneBare struct {
 	Kind        string  `json:"kind"`
@@ -310,7 +311,7 @@ func (r *dpRunner) packets(p *bpf.Datapath, prog *ebpf.Program, frame []byte) (i
 	if r.o.Quick {
 		return dpQuickPacket, nil
 	}
-	ns, err := dpMeasure(prog, frame, dpCalibrate, p.BenchPackets)
+	ns, err := dpMeasure(prog, frame, dpCalibrate, func() (uint64, error) { return bare.Packets(p) })
 	if err != nil {
 		return 0, err
 	}
@@ -368,12 +369,13 @@ func RunDataPlane(ctx context.Context, o Options) (*DataPlaneResult, error) {
 
 // baselines measures the pass programs and the parse-only program.
 func (r *dpRunner) baselines(ctx context.Context) error {
-	pass, err := bpf.LoadPass()
+	pass, err := bare.LoadPass()
 	if err != nil {
 		return err
 	}
 	defer pass.Close()
-	parse, err := bpf.Load(bpf.Options{Kind: bpf.KindPerCPUHash, MaxFlows: 16, BenchRotateFlows: 1, BenchParseOnly: true})
+	parse, err := bare.LoadDatapath(bare.DatapathOptions{Options: bpf.Options{Kind: bpf.KindPerCPUHash, MaxFlows: 16},
+		RotateFlows: 1, ParseOnly: true})
 	if err != nil {
 		return fmt.Errorf("load parse-only: %w", err)
 	}
@@ -383,9 +385,9 @@ func (r *dpRunner) baselines(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			progs := map[string]*ebpf.Program{"pass": pass.XDPProg, "parse_only": parse.XDP()}
+			progs := map[string]*ebpf.Program{"pass": pass.XDPProg, "parse_only": parse.Programs().XDP}
 			if hook == "tc" {
-				progs = map[string]*ebpf.Program{"pass": pass.TCProg, "parse_only": parse.TCEgress()}
+				progs = map[string]*ebpf.Program{"pass": pass.TCProg, "parse_only": parse.Programs().TCEgress}
 			}
 			n, err := r.packets(parse, progs["parse_only"], f.data)
 			if err != nil {
@@ -396,7 +398,7 @@ func (r *dpRunner) baselines(ctx context.Context) error {
 				for _, name := range []string{"pass", "parse_only"} {
 					var ran func() (uint64, error)
 					if name == "parse_only" {
-						ran = parse.BenchPackets
+						ran = func() (uint64, error) { return bare.Packets(parse) }
 					}
 					ns, err := dpMeasure(progs[name], f.data, n, ran)
 					if err != nil {
@@ -419,23 +421,25 @@ func (r *dpRunner) baselines(ctx context.Context) error {
 // kind measures one kind at one flow count: every frame on every hook,
 // each run beside a run of the bare update.
 func (r *dpRunner) kind(ctx context.Context, k bpf.Kind, flows uint32) error {
-	opts := bpf.Options{Kind: k, MaxFlows: bpf.BenchStoreSize(k, flows), RingSize: dpRingSize,
-		BenchRotateFlows: flows, BenchTinySpare: true}
+	// A one-entry spare store: the cells empty the store in place
+	// (bare.Take) and never Drain, and a spare of MaxFlows would double
+	// the memory and load time of the large per-CPU stores.
+	opts := bpf.Options{Kind: k, MaxFlows: bare.StoreSize(k, flows), RingSize: dpRingSize, SpareFlows: 1}
 	stride := dpStride(flows)
 	t0 := time.Now()
-	d, err := bpf.Load(opts)
+	d, err := bare.LoadDatapath(bare.DatapathOptions{Options: opts, RotateFlows: flows})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	bare, err := bpf.LoadBare(opts)
+	bu, err := bare.Load(bare.Options{Kind: k, MaxFlows: opts.MaxFlows, RingSize: opts.RingSize, RotateFlows: flows})
 	if err != nil {
 		return err
 	}
-	defer bare.Close()
+	defer bu.Close()
 	var stopBare func() error
 	if k == bpf.KindRingbuf {
-		stopBare = dpRing(r.ringCPU, bare.RunRing)
+		stopBare = dpRing(r.ringCPU, bu.RunRing)
 		defer func() {
 			if stopBare != nil {
 				stopBare()
@@ -444,10 +448,10 @@ func (r *dpRunner) kind(ctx context.Context, k bpf.Kind, flows uint32) error {
 	}
 	// Warm the bare store (both hooks share it), then revisit its flows
 	// out of creation order.
-	if _, err := dpMeasure(bare.XDP(), r.frames[0].data, int(flows), bare.Packets); err != nil {
+	if _, err := dpMeasure(bu.XDP(), r.frames[0].data, int(flows), bu.Packets); err != nil {
 		return fmt.Errorf("bare warm-up: %w", err)
 	}
-	if err := bare.SetBenchStride(stride); err != nil {
+	if err := bu.SetStride(stride); err != nil {
 		return err
 	}
 	r.o.log().Info("data plane: loaded", "kind", k, "flows", flows, "entries", opts.MaxFlows,
@@ -459,7 +463,7 @@ func (r *dpRunner) kind(ctx context.Context, k bpf.Kind, flows uint32) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			c, err := r.cell(d, bare, k, flows, stride, hook, f)
+			c, err := r.cell(d, bu, k, flows, stride, hook, f)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", hook, f.name, err)
 			}
@@ -479,11 +483,11 @@ func (r *dpRunner) kind(ctx context.Context, k bpf.Kind, flows uint32) error {
 			return fmt.Errorf("bare ring consumer: %w", err)
 		}
 	}
-	sent, err := bare.Packets()
+	sent, err := bu.Packets()
 	if err != nil {
 		return err
 	}
-	stored, err := bare.Counted()
+	stored, err := bu.Counted()
 	if err != nil {
 		return err
 	}
@@ -500,11 +504,11 @@ func (r *dpRunner) kind(ctx context.Context, k bpf.Kind, flows uint32) error {
 
 // cell measures xflow's program for one frame on one hook. The store
 // starts empty (the previous cell drained it).
-func (r *dpRunner) cell(d *bpf.Datapath, bare *bpf.Bare, k bpf.Kind, flows, stride uint32, hook string, f dpFrame) (DataPlaneCell, error) {
+func (r *dpRunner) cell(d *bpf.Datapath, bu *bare.Update, k bpf.Kind, flows, stride uint32, hook string, f dpFrame) (DataPlaneCell, error) {
 	c := DataPlaneCell{Kind: string(k), Flows: flows, Frame: f.name, Hook: hook}
-	prog, bareProg := d.XDP(), bare.XDP()
+	prog, bareProg := d.Programs().XDP, bu.XDP()
 	if hook == "tc" {
-		prog, bareProg = d.TCEgress(), bare.TC()
+		prog, bareProg = d.Programs().TCEgress, bu.TC()
 	}
 	var stopRing func() error
 	if k == bpf.KindRingbuf {
@@ -515,7 +519,8 @@ func (r *dpRunner) cell(d *bpf.Datapath, bare *bpf.Bare, k bpf.Kind, flows, stri
 			}
 		}()
 	}
-	sent0, err := d.BenchPackets()
+	ran := func() (uint64, error) { return bare.Packets(d) }
+	sent0, err := bare.Packets(d)
 	if err != nil {
 		return c, err
 	}
@@ -525,13 +530,13 @@ func (r *dpRunner) cell(d *bpf.Datapath, bare *bpf.Bare, k bpf.Kind, flows, stri
 	}
 	// Warm-up: exactly one packet per flow creates every flow; then the
 	// flows are revisited out of creation order.
-	if err := d.SetBenchStride(1); err != nil {
+	if err := bare.SetStride(d, 1); err != nil {
 		return c, err
 	}
-	if _, err := dpMeasure(prog, f.data, int(flows), d.BenchPackets); err != nil {
+	if _, err := dpMeasure(prog, f.data, int(flows), ran); err != nil {
 		return c, fmt.Errorf("warm-up: %w", err)
 	}
-	if err := d.SetBenchStride(stride); err != nil {
+	if err := bare.SetStride(d, stride); err != nil {
 		return c, err
 	}
 	if c.Packets, err = r.packets(d, prog, f.data); err != nil {
@@ -539,11 +544,11 @@ func (r *dpRunner) cell(d *bpf.Datapath, bare *bpf.Bare, k bpf.Kind, flows, stri
 	}
 	var full, bares, ratios []float64
 	for range r.res.Runs {
-		ns, err := dpMeasure(prog, f.data, c.Packets, d.BenchPackets)
+		ns, err := dpMeasure(prog, f.data, c.Packets, ran)
 		if err != nil {
 			return c, err
 		}
-		bns, err := dpMeasure(bareProg, f.data, c.Packets, bare.Packets)
+		bns, err := dpMeasure(bareProg, f.data, c.Packets, bu.Packets)
 		if err != nil {
 			return c, fmt.Errorf("bare: %w", err)
 		}
@@ -559,12 +564,12 @@ func (r *dpRunner) cell(d *bpf.Datapath, bare *bpf.Bare, k bpf.Kind, flows, stri
 			return c, fmt.Errorf("ring consumer: %w", err)
 		}
 	}
-	sent1, err := d.BenchPackets()
+	sent1, err := bare.Packets(d)
 	if err != nil {
 		return c, err
 	}
 	c.Sent = sent1 - sent0
-	if c.Stored, err = d.BenchTake(); err != nil {
+	if c.Stored, err = bare.Take(d); err != nil {
 		return c, err
 	}
 	c.Counted = float64(c.Stored) / float64(max(c.Sent, 1))
@@ -661,7 +666,7 @@ func (r *DataPlaneResult) Tables() []Table {
 		Title: "Data plane: ns per packet (ratio to the bare map update)",
 		Note: fmt.Sprintf("The production XDP and TC (egress) programs run with BPF_PROG_TEST_RUN on one CPU, "+
 			"for every store kind at each flow count, after a warm-up of one packet per flow (every measured packet "+
-			"updates an existing flow). \"bare\" is the kind's map update alone (bpf/bare.c: a fixed key rotated the "+
+			"updates an existing flow). \"bare\" is the kind's map update alone (bpf/bare/bare.c: a fixed key rotated the "+
 			"same way, lookup and add, insert if missing; arrays indexed by a hash of the rotated value; ringbuf reserve "+
 			"and submit), each of its runs beside one of xflow's. Median of %d runs ± their spread (max−min over "+
 			"median); the ratio is the median of the per-run ratios. \"counted\" is the smallest fraction of the packets "+

@@ -17,7 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xflow-net/xflow/bpf"
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
 
@@ -324,7 +324,7 @@ func (a *agentProc) kill() {
 	}
 	if a.pinPath != "" {
 		os.RemoveAll(a.pinPath)
-		os.Remove(exporter.ControlSocket(a.pinPath))
+		os.Remove(control.SocketPath(a.pinPath))
 	}
 	a.detachPass()
 }

@@ -191,6 +191,13 @@ func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, base
 			if err == nil && ret != 0 {
 				err = fmt.Errorf("test run returned %d", ret)
 			}
+			if err != nil && r.n == 0 && errors.Is(err, unix.EPERM) {
+				// A kernel that refuses live frames to root (seen on
+				// 6.18.44): send through a packet socket instead.
+				r.n, r.d, r.err = sendPacketSocket(ifindex, frame, basePort, flows, d, chunk)
+				done <- r
+				return
+			}
 			if err != nil {
 				if errors.Is(err, unix.EINVAL) && r.n == 0 {
 					err = fmt.Errorf("%w: %w", errNoLiveFrames, err)
@@ -218,3 +225,42 @@ func (g *generator) send(ns netns.NsHandle, ifindex, cpu int, frame []byte, base
 }
 
 var errNoLiveFrames = errors.New("BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES refused (needs kernel 5.18 or later)")
+
+// sendPacketSocket is the generator's fallback where the kernel refuses
+// live frames: the same frames (source ports basePort + seq&(flows-1)),
+// written to a packet socket bound to ifindex by the calling thread (locked
+// into the namespace and bound to the CPU), in chunks of chunk frames until
+// d has passed. The frames reach veth B through veth A's transmit path
+// rather than XDP redirect, so the rates it measures are lower than with
+// live frames; agents are still compared with the no-agent run on the
+// same path. It returns the frames sent and the wall time.
+func sendPacketSocket(ifindex int, frame []byte, basePort uint16, flows int, d time.Duration, chunk uint32) (uint64, time.Duration, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("packet socket: %w", err)
+	}
+	defer unix.Close(fd)
+	to := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
+	copy(to.Addr[:], frame[0:6])
+	f := append([]byte(nil), frame...)
+	mask := uint64(flows - 1)
+	var n uint64
+	start := time.Now()
+	for n == 0 || time.Since(start) < d {
+		for i := uint32(0); i < chunk; i++ {
+			binary.BigEndian.PutUint16(f[udpSrcOff:], basePort+uint16(n&mask))
+			for {
+				err := unix.Sendto(fd, f, 0, to)
+				if err == nil {
+					break
+				}
+				if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+					continue // the veth's queue is full: retry this frame
+				}
+				return n, time.Since(start), fmt.Errorf("packet socket send: %w", err)
+			}
+			n++
+		}
+	}
+	return n, time.Since(start), nil
+}

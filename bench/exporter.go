@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,9 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/bpf/bare"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // ExporterResult is part 3: drain + encode + send rate and user-space
@@ -94,7 +97,7 @@ func RunExporter(ctx context.Context, o Options) (*ExporterResult, error) {
 		return nil, err
 	}
 	defer rcv.close()
-	coll, err := exporter.NewCollector(exporter.CollectorOptions{
+	coll, err := sink.New(sink.Options{
 		Address: rcv.addr, Transport: "udp", TemplateRefresh: time.Hour,
 		Encoder: ipfix.NewEncoder(ipfix.Options{ObservationDomain: 1, MTU: ipfix.DefaultMTU}),
 		// A scan of 1M ended flows is one batch: the queue must take it
@@ -145,14 +148,14 @@ type timedSource struct {
 	save time.Duration
 }
 
-func (s *timedSource) SaveState(each func(yield func(*flow.Key, *flow.State))) error {
+func (s *timedSource) SaveState(dr bpf.Drained, each iter.Seq2[*flow.Key, *flow.State]) error {
 	start := time.Now()
-	err := s.Datapath.SaveState(each)
+	err := s.Datapath.SaveState(dr, each)
 	s.save += time.Since(start)
 	return err
 }
 
-func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs int, coll *exporter.Collector, rcv *udpSink) (ExporterRow, error) {
+func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs int, coll *sink.Destination, rcv *udpSink) (ExporterRow, error) {
 	row := ExporterRow{Kind: string(kind), Flows: n, MaxFlows: n + n/4}
 	pin, err := os.MkdirTemp("/sys/fs/bpf", "xflow-bench-")
 	if err != nil {
@@ -194,7 +197,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		// timeout is 1 s: the scan ends them all.
 		e := newExporter(time.Second)
 		stamp(recs, 20*time.Second, 10*time.Second)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		before := coll.Stats()
@@ -222,7 +225,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		// Memory and steady-state scans: n flows that stay.
 		e = newExporter(time.Hour)
 		stamp(recs, 2*time.Second, time.Second)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		if _, err := e.Scan(); err != nil {
@@ -233,7 +236,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		}
 		mem = append(mem, float64(int64(liveHeap())-int64(base))/float64(n))
 		stamp(recs, time.Second, 0)
-		if err := d.BenchFill(recs); err != nil {
+		if err := bare.Fill(d, recs); err != nil {
 			return row, err
 		}
 		runtime.GC()
@@ -247,7 +250,7 @@ func exporterRow(ctx context.Context, log *slog.Logger, kind bpf.Kind, n, runs i
 		if st := e.Stats(); st.ActiveFlows != n || st.Drained != 2*uint64(n) {
 			return row, fmt.Errorf("steady scan: %d active flows, %d drained; want %d, %d", st.ActiveFlows, st.Drained, n, 2*n)
 		}
-		row.KernelStoreBytes, row.KernelStateBytes = d.BenchMemory()
+		row.KernelStoreBytes, row.KernelStateBytes = bare.Memory(d)
 		log.Info("exporter", "kind", kind, "flows", n, "run", r+1,
 			"flows_per_s", int(rate[r]), "cpu_ns_per_flow", int(cpu[r]), "bytes_per_flow", int(mem[r]),
 			"scan_ms", fmt.Sprintf("%.1f", scan[r]), "save_ms", fmt.Sprintf("%.1f", save[r]))
@@ -280,9 +283,7 @@ func benchRecords(n int) []flow.Record {
 // stamp gives every record a first packet first ago and a last one last
 // ago (kernel monotonic clock).
 func stamp(recs []flow.Record, first, last time.Duration) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	now := uint64(ts.Nano())
+	now := flow.Now().Mono
 	for i := range recs {
 		recs[i].Value.FirstNs = now - uint64(first)
 		recs[i].Value.LastNs = now - uint64(last)
@@ -309,7 +310,7 @@ func cpuTime() time.Duration {
 
 // waitSent waits until the collector has sent or dropped want records in
 // all.
-func waitSent(ctx context.Context, coll *exporter.Collector, want uint64) error {
+func waitSent(ctx context.Context, coll *sink.Destination, want uint64) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st := coll.Stats()

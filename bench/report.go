@@ -26,7 +26,7 @@ const (
 // Parts lists every part.
 func Parts() []string { return []string{PartDataPlane, PartEndToEnd, PartExporter} }
 
-// Report is everything one `xflow bench` run measured.
+// Report is everything one `xflow-bench` run measured.
 type Report struct {
 	Version  string    `json:"version"`
 	Command  string    `json:"command"`
@@ -164,7 +164,7 @@ func (r *Report) sections() []section {
 // command, then each part's tables, with links to its plots.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# xflow bench\n\n")
+	fmt.Fprintf(&b, "# xflow-bench\n\n")
 	fmt.Fprintf(&b, "- Machine: %s\n", r.Machine)
 	fmt.Fprintf(&b, "- xflow %s, started %s, took %.0f s\n", r.Version, r.Started.Format(time.RFC3339), r.Seconds)
 	if r.Command != "" {

@@ -26,12 +26,65 @@ type Hooks struct {
 // recognised by it.
 const progPrefix = "xflow_"
 
+// HookPoint is where on an interface a program runs.
+type HookPoint uint8
+
+const (
+	PointXDP       HookPoint = iota + 1 // ingress, XDP
+	PointTCIngress                      // ingress, TC
+	PointTCEgress                       // egress, TC
+)
+
+// HookMode is how a program is attached.
+type HookMode uint8
+
+const (
+	ModeXDPNative  HookMode = iota + 1 // XDP in the driver
+	ModeXDPGeneric                     // XDP on the generic (skb) path
+	ModeTCX                            // a TCX link (kernel 6.6+)
+	ModeClsact                         // a direct-action filter on a clsact qdisc
+)
+
+// Hook is one program as attached: where and how.
+type Hook struct {
+	Point HookPoint
+	Mode  HookMode
+}
+
+// String is how logs show the hook: "xdp/native", "xdp/generic",
+// "tcx/ingress", "tcx/egress", "clsact/ingress", "clsact/egress".
+func (h Hook) String() string {
+	if h.Point == PointXDP {
+		switch h.Mode {
+		case ModeXDPNative:
+			return "xdp/native"
+		case ModeXDPGeneric:
+			return "xdp/generic"
+		}
+		return "xdp/?"
+	}
+	dir := "egress"
+	if h.Point == PointTCIngress {
+		dir = "ingress"
+	}
+	switch h.Mode {
+	case ModeTCX:
+		return "tcx/" + dir
+	case ModeClsact:
+		return "clsact/" + dir
+	}
+	return "tc/" + dir
+}
+
+// MarshalText is String (so JSON logs show the same).
+func (h Hook) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
 // Attachment is the programs attached to one interface.
 type Attachment struct {
-	Iface   string
-	Ifindex int
-	Desc    []string // what is attached, e.g. "xdp/native", "tcx/egress"
-	Adopted []string // hooks whose pinned link an earlier daemon left, now updated
+	Iface    string
+	Ifindex  int
+	Attached []Hook   // what is attached, in order: ingress first
+	Adopted  []string // hooks whose pinned link an earlier daemon left, now updated
 
 	links        []link.Link
 	pinned       map[link.Link]string // pinned links and their paths
@@ -74,6 +127,17 @@ func (a *Attachment) withLink(hook string, prog *ebpf.Program, attach func() (li
 		a.pin(l, path)
 	}
 	return nil
+}
+
+// GenericXDP says whether the XDP program runs on the generic (skb) path,
+// where a GRO/GSO aggregate counts as one packet.
+func (a *Attachment) GenericXDP() bool {
+	for _, h := range a.Attached {
+		if h.Point == PointXDP && h.Mode == ModeXDPGeneric {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Attachment) pin(l link.Link, path string) {
@@ -146,20 +210,20 @@ func (a *Attachment) attachXDP(prog *ebpf.Program, mode string) error {
 		if err := try(link.XDPDriverMode); err != nil {
 			return fmt.Errorf("interface %s: attach XDP (native): %w", a.Iface, err)
 		}
-		a.Desc = append(a.Desc, "xdp/native")
+		a.Attached = append(a.Attached, Hook{PointXDP, ModeXDPNative})
 	case "generic":
 		if err := try(link.XDPGenericMode); err != nil {
 			return fmt.Errorf("interface %s: attach XDP (generic): %w", a.Iface, err)
 		}
-		a.Desc = append(a.Desc, "xdp/generic")
+		a.Attached = append(a.Attached, Hook{PointXDP, ModeXDPGeneric})
 	case "auto", "":
 		if err := try(link.XDPDriverMode); err == nil {
-			a.Desc = append(a.Desc, "xdp/native")
+			a.Attached = append(a.Attached, Hook{PointXDP, ModeXDPNative})
 			return nil
 		} else if err2 := try(link.XDPGenericMode); err2 != nil {
 			return fmt.Errorf("interface %s: attach XDP: native: %v; generic: %w", a.Iface, err, err2)
 		}
-		a.Desc = append(a.Desc, "xdp/generic")
+		a.Attached = append(a.Attached, Hook{PointXDP, ModeXDPGeneric})
 	default:
 		return fmt.Errorf("interface %s: xdp_mode %q: want auto, native or generic", a.Iface, mode)
 	}
@@ -167,16 +231,16 @@ func (a *Attachment) attachXDP(prog *ebpf.Program, mode string) error {
 }
 
 func (a *Attachment) attachTC(l netlink.Link, prog *ebpf.Program, ingress bool, mode string) error {
-	dir, at := "egress", ebpf.AttachTCXEgress
+	dir, at, point := "egress", ebpf.AttachTCXEgress, PointTCEgress
 	if ingress {
-		dir, at = "ingress", ebpf.AttachTCXIngress
+		dir, at, point = "ingress", ebpf.AttachTCXIngress, PointTCIngress
 	}
 	if mode == "auto" || mode == "" || mode == "tcx" {
 		err := a.withLink("tcx-"+dir, prog, func() (link.Link, error) {
 			return link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: prog, Attach: at})
 		})
 		if err == nil {
-			a.Desc = append(a.Desc, "tcx/"+dir)
+			a.Attached = append(a.Attached, Hook{point, ModeTCX})
 			return nil
 		}
 		if mode == "tcx" || !errors.Is(err, ebpf.ErrNotSupported) {
@@ -211,7 +275,7 @@ func (a *Attachment) attachTC(l netlink.Link, prog *ebpf.Program, ingress bool, 
 		return fmt.Errorf("interface %s: add clsact %s filter: %w", a.Iface, dir, err)
 	}
 	a.filters = append(a.filters, f)
-	a.Desc = append(a.Desc, "clsact/"+dir)
+	a.Attached = append(a.Attached, Hook{point, ModeClsact})
 	return nil
 }
 

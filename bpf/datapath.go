@@ -5,82 +5,79 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/bpf/kind"
 )
 
-// Kind is the flow store of the data plane, chosen at load time.
+// Kind is the flow store of the data plane, chosen at load time. The
+// kinds are package kind's list, shared with the configuration.
 type Kind string
 
 const (
-	KindHash          Kind = "hash"
-	KindPerCPUHash    Kind = "percpu_hash"
-	KindLRUHash       Kind = "lru_hash"
-	KindLRUPerCPUHash Kind = "lru_percpu_hash"
-	KindArray         Kind = "array"
-	KindPerCPUArray   Kind = "percpu_array"
-	KindRingbuf       Kind = "ringbuf"
+	KindHash          = Kind(kind.Hash)
+	KindPerCPUHash    = Kind(kind.PerCPUHash)
+	KindLRUHash       = Kind(kind.LRUHash)
+	KindLRUPerCPUHash = Kind(kind.LRUPerCPUHash)
+	KindArray         = Kind(kind.Array)
+	KindPerCPUArray   = Kind(kind.PerCPUArray)
+	KindRingbuf       = Kind(kind.Ringbuf)
 )
 
-// Kinds lists every kind, the default first.
-var kinds = []Kind{KindPerCPUHash, KindHash, KindLRUHash, KindLRUPerCPUHash, KindArray, KindPerCPUArray, KindRingbuf}
+// stores says, for each kind, its value of enum xflow_map_kind and the BPF
+// map type of its store (none for ringbuf). A kind missing here fails
+// Load (TestKinds).
+var stores = map[Kind]struct {
+	c  xflowXflowMapKind
+	mt ebpf.MapType
+}{
+	KindHash:          {xflowXflowMapKindKIND_HASH, ebpf.Hash},
+	KindPerCPUHash:    {xflowXflowMapKindKIND_PERCPU_HASH, ebpf.PerCPUHash},
+	KindLRUHash:       {xflowXflowMapKindKIND_LRU_HASH, ebpf.LRUHash},
+	KindLRUPerCPUHash: {xflowXflowMapKindKIND_LRU_PERCPU_HASH, ebpf.LRUCPUHash},
+	KindArray:         {xflowXflowMapKindKIND_ARRAY, ebpf.Array},
+	KindPerCPUArray:   {xflowXflowMapKindKIND_PERCPU_ARRAY, ebpf.PerCPUArray},
+	KindRingbuf:       {xflowXflowMapKindKIND_RINGBUF, ebpf.UnspecifiedMap},
+}
 
 // Kinds returns every store kind, the default first.
-func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+func Kinds() []Kind {
+	out := []Kind{Kind(kind.Default)}
+	for _, k := range kind.All() {
+		if k != kind.Default {
+			out = append(out, Kind(k))
+		}
+	}
+	return out
+}
 
 // ParseKind checks a kind's name.
 func ParseKind(s string) (Kind, error) {
-	for _, k := range kinds {
-		if string(k) == s {
-			return k, nil
-		}
-	}
-	return "", fmt.Errorf("unknown map kind %q", s)
+	k, err := kind.Parse(s)
+	return Kind(k), err
 }
 
 // cKind is the kind's value of enum xflow_map_kind.
-func (k Kind) cKind() uint32 {
-	switch k {
-	case KindHash:
-		return 1
-	case KindLRUHash:
-		return 2
-	case KindLRUPerCPUHash:
-		return 3
-	case KindArray:
-		return 4
-	case KindPerCPUArray:
-		return 5
-	case KindRingbuf:
-		return 6
-	}
-	return 0
+func (k Kind) cKind() uint32 { return uint32(stores[k].c) }
+
+// MapType is the BPF map type of the kind's store (UnspecifiedMap for
+// ringbuf).
+func (k Kind) MapType() ebpf.MapType { return stores[k].mt }
+
+func (k Kind) isArray() bool { return kind.Kind(k).IsArray() }
+
+// perCPU says whether a store map keeps one value per CPU.
+func perCPU(t ebpf.MapType) bool {
+	return t == ebpf.PerCPUHash || t == ebpf.LRUCPUHash || t == ebpf.PerCPUArray
 }
 
-// mapType is the BPF map type of the kind's store (0 for ringbuf).
-func (k Kind) mapType() ebpf.MapType {
-	switch k {
-	case KindHash:
-		return ebpf.Hash
-	case KindPerCPUHash:
-		return ebpf.PerCPUHash
-	case KindLRUHash:
-		return ebpf.LRUHash
-	case KindLRUPerCPUHash:
-		return ebpf.LRUCPUHash
-	case KindArray:
-		return ebpf.Array
-	case KindPerCPUArray:
-		return ebpf.PerCPUArray
-	}
-	return ebpf.UnspecifiedMap
-}
-
-func (k Kind) isArray() bool { return k == KindArray || k == KindPerCPUArray }
+// Evicts says whether the store is an LRU hash: the kernel evicts entries
+// to make room, and their counts are lost (the exporter counts them).
+func (k Kind) Evicts() bool { return k == KindLRUHash || k == KindLRUPerCPUHash }
 
 // Options configure Load.
 type Options struct {
@@ -90,27 +87,19 @@ type Options struct {
 	// PinPath is the bpffs directory the maps are pinned under; "" pins
 	// nothing.
 	PinPath string
-	// BenchRotateFlows is for benchmarks only: when n > 0, each packet the
-	// programs see has a rotation r < n XOR-ed into the low 32 bits of its
-	// source address, r advancing by 1 per packet (mod n), or by the
-	// stride SetBenchStride sets: one repeated test frame makes n flows, n
-	// packets create them all and every later packet updates one
-	// (include/bench.h). Zero in production, where the verifier removes
-	// the code.
-	BenchRotateFlows uint32
-	// BenchParseOnly is for benchmarks only: the programs parse each
-	// packet and fill in its flow key, then return without storing it
-	// (the cost of parsing alone). False in production, where the verifier
-	// removes the code.
-	BenchParseOnly bool
-	// BenchTinySpare is for benchmarks only: with a hash kind, the spare
-	// store, the one Drain swaps in, gets one entry instead of MaxFlows,
-	// which halves the memory and the load time of a large store (per-CPU
-	// stores of millions of entries take seconds to allocate). After a
-	// Drain the data plane counts into the tiny store: Drain again before
-	// sending more packets (BenchTake empties the store in place and needs
-	// no spare). Array stores must all have the same size: they ignore it.
-	BenchTinySpare bool
+	// Spec, when set, is the collection Load loads instead of Spec()'s: a
+	// caller's edited copy of it (its load-time constants set, for one).
+	// Load does not modify it; it still sets the kind, the sizes and the
+	// maps it manages.
+	Spec *ebpf.CollectionSpec
+	// SpareFlows, when non-zero, sizes the second flow store of a hash
+	// kind (the spare Swap swaps in first) apart from MaxFlows: after a
+	// Drain the programs count into a store of that size. For callers that
+	// never Drain, or must keep a large store's memory and allocation time
+	// down. Array stores all have MaxFlows slots and ignore it. A later
+	// Load with another spare size does not adopt the pinned stores: it
+	// drains them once (Restore) instead.
+	SpareFlows uint32
 }
 
 // Pin names under Options.PinPath.
@@ -132,13 +121,7 @@ type Datapath struct {
 	pinned []string
 	cpus   int
 
-	// drain buffers, reused
-	keys     []flow.Key
-	vals     []flow.Value
-	readKeys []flow.Key // what the drain read, to delete
-	used     []uint32   // array slots the drain read, to zero
-	lastUsed int        // slots the last array drain found
-	draining int        // the store being drained, -1 if none
+	rd *reader // the drain's, its buffers reused
 
 	persist    *persisted // the exporter's state, with a pin path
 	legacy     *previous  // an earlier, incompatible data plane to drain once
@@ -149,7 +132,7 @@ type Datapath struct {
 // check fills in the default kind and checks the store's sizes.
 func (opts *Options) check() error {
 	if opts.Kind == "" {
-		opts.Kind = KindPerCPUHash
+		opts.Kind = Kind(kind.Default)
 	}
 	if _, err := ParseKind(string(opts.Kind)); err != nil {
 		return err
@@ -163,6 +146,17 @@ func (opts *Options) check() error {
 	return nil
 }
 
+// Spec is the data plane's collection (xflow.c, compiled), a fresh copy
+// each call: edit it (its load-time constants, say) and hand it to Load as
+// Options.Spec.
+func Spec() (*ebpf.CollectionSpec, error) {
+	spec, err := loadXflow()
+	if err != nil {
+		return nil, fmt.Errorf("read eBPF object: %w", err)
+	}
+	return spec, nil
+}
+
 // Load loads the programs and creates the maps for opts.Kind, and pins the
 // maps when opts.PinPath is set (replacing what an earlier run left there).
 func Load(opts Options) (d *Datapath, err error) {
@@ -170,15 +164,15 @@ func Load(opts Options) (d *Datapath, err error) {
 		return nil, err
 	}
 
-	spec, err := loadXflow()
-	if err != nil {
+	var spec *ebpf.CollectionSpec
+	if opts.Spec != nil {
+		spec = opts.Spec.Copy()
+	} else if spec, err = Spec(); err != nil {
 		return nil, err
 	}
 	for name, val := range map[string]uint32{
-		"map_kind":           opts.Kind.cKind(),
-		"array_slots":        max(opts.MaxFlows, 1),
-		"bench_rotate_flows": opts.BenchRotateFlows,
-		"bench_parse_only":   b2u(opts.BenchParseOnly),
+		"map_kind":    opts.Kind.cKind(),
+		"array_slots": max(opts.MaxFlows, 1),
 	} {
 		if err := spec.Variables[name].Set(val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -195,11 +189,11 @@ func Load(opts Options) (d *Datapath, err error) {
 		storeSpec = spec.Maps["flows"].InnerMap
 	}
 	if storeSpec != nil {
-		storeSpec.Type = opts.Kind.mapType()
+		storeSpec.Type = opts.Kind.MapType()
 		storeSpec.MaxEntries = opts.MaxFlows
 	}
 
-	dp := &Datapath{opts: opts, draining: -1}
+	dp := &Datapath{opts: opts}
 	d = dp
 	defer func() {
 		if err != nil {
@@ -242,9 +236,10 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 		return nil, fmt.Errorf("load eBPF: %w", err)
 	}
-	if d.cpus, err = ebpf.PossibleCPU(); err != nil {
+	if d.rd, err = newReader(); err != nil {
 		return nil, err
 	}
+	d.cpus = d.rd.cpus
 	if dp.Adopted {
 		dp.persist, dp.restorable = prev.p, true
 		dp.stores = prev.stores
@@ -283,8 +278,8 @@ func Load(opts Options) (d *Datapath, err error) {
 		for i := range d.stores {
 			s := storeSpec.Copy()
 			s.Name = fmt.Sprintf("xflow_store_%d", i)
-			if i > 0 && opts.BenchTinySpare && !opts.Kind.isArray() {
-				s.MaxEntries = 1
+			if i > 0 && opts.SpareFlows > 0 && !opts.Kind.isArray() {
+				s.MaxEntries = opts.SpareFlows
 			}
 			if d.stores[i], err = ebpf.NewMap(s); err != nil {
 				return nil, fmt.Errorf("create flow store (%s, %d entries): %w", opts.Kind, opts.MaxFlows, err)
@@ -425,12 +420,40 @@ type Counters struct {
 	Inserts                     uint64
 }
 
+// field is where each enum xflow_counter index is summed into (those
+// not listed are not read).
+func (c *Counters) field(i xflowXflowCounter) *uint64 {
+	switch i {
+	case xflowXflowCounterCNT_NON_IP:
+		return &c.NonIP
+	case xflowXflowCounterCNT_TRUNCATED:
+		return &c.Truncated
+	case xflowXflowCounterCNT_MALFORMED:
+		return &c.Malformed
+	case xflowXflowCounterCNT_L4TRUNCATED:
+		return &c.L4Truncated
+	case xflowXflowCounterCNT_IPV6EXT_LIMIT:
+		return &c.IPv6ExtLimit
+	case xflowXflowCounterCNT_FRAGMENTS:
+		return &c.Fragments
+	case xflowXflowCounterCNT_MISSED_PACKETS:
+		return &c.MissedPackets
+	case xflowXflowCounterCNT_MISSED_BYTES:
+		return &c.MissedBytes
+	case xflowXflowCounterCNT_INSERTS:
+		return &c.Inserts
+	}
+	return nil
+}
+
 func readCounters(m *ebpf.Map) (Counters, error) {
 	var c Counters
-	fields := []*uint64{&c.NonIP, &c.Truncated, &c.Malformed, &c.L4Truncated,
-		&c.IPv6ExtLimit, &c.Fragments, &c.MissedPackets, &c.MissedBytes, &c.Inserts}
 	var per []uint64
-	for i, f := range fields {
+	for i := xflowXflowCounter(0); i < xflowXflowCounterCNT_MAX; i++ {
+		f := c.field(i)
+		if f == nil {
+			continue
+		}
 		if err := m.Lookup(uint32(i), &per); err != nil {
 			return c, fmt.Errorf("read counter %d: %w", i, err)
 		}
@@ -450,5 +473,50 @@ func (d *Datapath) Counters() (Counters, error) {
 	return c, err
 }
 
-// XDP is the loaded XDP program (for BPF_PROG_TEST_RUN benchmarks).
-func (d *Datapath) XDP() *ebpf.Program { return d.objs.XflowXdp }
+// Programs are the data plane's loaded programs.
+type Programs struct {
+	XDP       *ebpf.Program // xflow_xdp
+	TCIngress *ebpf.Program // xflow_tc_ingress
+	TCEgress  *ebpf.Program // xflow_tc_egress
+}
+
+// Programs returns the loaded programs, to run them on test input
+// (BPF_PROG_TEST_RUN) or inspect them. They belong to the Datapath: do not
+// close them.
+func (d *Datapath) Programs() Programs {
+	return Programs{XDP: d.objs.XflowXdp, TCIngress: d.objs.XflowTcIngress, TCEgress: d.objs.XflowTcEgress}
+}
+
+// Variable returns the loaded global variable of xflow.c called name, nil
+// if there is none. Constants (const volatile) are read-only once loaded:
+// set them in the spec (Spec, Options.Spec).
+func (d *Datapath) Variable(name string) *ebpf.Variable {
+	v := reflect.ValueOf(&d.objs.xflowVariables).Elem()
+	for i := range v.NumField() {
+		if v.Type().Field(i).Tag.Get("ebpf") == name {
+			return v.Field(i).Interface().(*ebpf.Variable)
+		}
+	}
+	return nil
+}
+
+// Maps are the data plane's flow stores and state maps.
+type Maps struct {
+	Store  *ebpf.Map    // the flow store the programs count into now (nil for ringbuf)
+	Stores [2]*ebpf.Map // both flow stores (nil for ringbuf)
+	State  [2]*ebpf.Map // the exporter's persisted state (nil without a pin path)
+}
+
+// Maps returns the flow stores and state maps, to inspect them. They
+// belong to the Datapath: do not close them, and do not write to them
+// while an exporter drains.
+func (d *Datapath) Maps() Maps {
+	m := Maps{}
+	if d.ring == nil {
+		m.Store, m.Stores = d.stores[d.active], d.stores
+	}
+	if d.persist != nil {
+		m.State = d.persist.state
+	}
+	return m
+}

@@ -1,284 +1,105 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
-	"slices"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/xflow-net/xflow/flow"
 )
 
-// Drain hands every flow counted since the previous Drain to fn (counts
-// summed over CPUs), calls commit, then empties what it read, and leaves
-// the data plane counting into the other store.
+// Drained is a flow store that no program writes to any more, which the
+// caller reads, persists and empties, in this order:
 //
-// It is exact: it first points the programs at the other, empty store
-// through the map-in-map slot. The kernel returns from that update only
-// once every program that could still hold the old store has finished
-// (maybe_wait_bpf_programs: synchronize_rcu), so the old store has no
-// writer left when it is read and emptied with batch operations. No packet
-// is lost between the read and the delete, and none is counted twice.
-// commit (may be nil) runs between the two: the exporter persists its state
-// there (SaveState), so that a daemon that dies at any point loses nothing.
+//	dr, err := d.Swap()        // the data plane counts into the other store
+//	n, err := d.Read(dr, fn)   // every flow dr counted
+//	err = d.SaveState(dr, tab) // the table, which now includes dr
+//	err = d.Clear(dr)          // empty dr, which is then swapped in again
 //
-// For the ringbuf kind it takes what the ring consumer aggregated.
-func (d *Datapath) Drain(fn func(k *flow.Key, v *flow.Value), commit func() error) (int, error) {
+// A daemon that dies anywhere in between loses nothing: the next one finds
+// dr either not yet included in the saved state (it reads it again) or
+// included but not emptied (it empties it). Restore returns what an earlier
+// daemon left in the same form. The zero Drained holds nothing.
+type Drained struct {
+	store  int                      // 1 + the index of the store in Datapath.stores; 0 if none of them
+	ring   map[flow.Key]*flow.Value // ringbuf kind: the consumer's aggregate
+	legacy *previous                // an incompatible earlier data plane's stores
+}
+
+// Swap points the programs at the other, empty store and returns the one
+// they filled, with no writer left. For the ringbuf kind it takes what the
+// ring consumer aggregated.
+//
+// It is exact: the store is swapped through the map-in-map slot, and the
+// kernel returns from that update only once every program that could still
+// hold the old store has finished (maybe_wait_bpf_programs:
+// synchronize_rcu). No packet is lost between the read and the clear, and
+// none is counted twice.
+func (d *Datapath) Swap() (Drained, error) {
 	if d.ring != nil {
-		n := d.ring.take(fn)
-		if commit != nil {
-			return n, commit()
-		}
-		return n, nil
+		return Drained{ring: d.ring.swap()}, nil
 	}
-	old := d.active
 	next := 1 - d.active
 	if err := d.outer.Put(uint32(0), d.stores[next]); err != nil {
-		return 0, fmt.Errorf("swap flow store: %w", err)
+		return Drained{}, fmt.Errorf("swap flow store: %w", err)
 	}
+	old := d.active
 	d.active = next
-	d.draining = old
-	defer func() { d.draining = -1 }()
-	n, err := d.read(d.stores[old], fn)
-	if err != nil {
-		return n, err
-	}
-	if commit != nil {
-		if err := commit(); err != nil {
-			return n, err
-		}
-	}
-	return n, d.clear(d.stores[old])
+	return Drained{store: old + 1}, nil
 }
 
-// read hands fn every flow of a store no program writes to, remembering
-// what to empty.
-func (d *Datapath) read(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
-	if d.opts.Kind.isArray() {
-		return d.readArray(m, fn)
+// Read hands fn every flow dr counted (counts summed over CPUs), and
+// returns how many.
+func (d *Datapath) Read(dr Drained, fn func(k *flow.Key, v *flow.Value)) (int, error) {
+	switch {
+	case dr.ring != nil:
+		for k, v := range dr.ring {
+			fn(&k, v)
+		}
+		return len(dr.ring), nil
+	case dr.legacy != nil:
+		n := 0
+		for i, s := range dr.legacy.stores {
+			if uint32(i) == dr.legacy.p.cur.Merged {
+				continue
+			}
+			r, err := d.rd.read(s, fn)
+			if n += r; err != nil {
+				return n, err
+			}
+		}
+		return n, nil
+	case dr.store > 0:
+		return d.rd.read(d.stores[dr.store-1], fn)
 	}
-	return d.readHash(m, fn)
+	return 0, nil
 }
 
-// clear empties what read found.
-func (d *Datapath) clear(m *ebpf.Map) error {
-	if d.opts.Kind.isArray() {
-		ncpu := d.ncpu(m)
-		var zero []slot
-		for used := d.used; len(used) > 0; {
-			chunk := used[:min(len(used), batchSize)]
-			used = used[len(chunk):]
-			if zero == nil {
-				zero = make([]slot, len(chunk)*ncpu)
-			}
-			if _, err := m.BatchUpdate(chunk, zero[:len(chunk)*ncpu], nil); err != nil {
-				return fmt.Errorf("clear flow store: %w", err)
-			}
+// Clear empties what Read found in dr: after SaveState, so that the
+// state includes it.
+func (d *Datapath) Clear(dr Drained) error {
+	switch {
+	case dr.legacy != nil:
+		// An incompatible earlier data plane: let it go.
+		if d.legacy == dr.legacy {
+			d.legacy = nil
 		}
-		d.lastUsed = len(d.used)
-		if cap(d.used) > keepKeys {
-			d.used = nil // as for the keys below
-		}
-		d.used = d.used[:0]
-		return nil
+		dr.legacy.close()
+	case dr.store > 0:
+		return d.rd.clear(d.stores[dr.store-1])
 	}
-	for keys := d.readKeys; len(keys) > 0; {
-		chunk := keys[:min(len(keys), batchSize)]
-		keys = keys[len(chunk):]
-		if _, err := m.BatchDelete(chunk, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear flow store: %w", err)
-		}
-	}
-	// What a large drain read is not kept between drains: memory that
-	// would grow with the flow count for nothing.
-	if cap(d.readKeys) > keepKeys {
-		d.readKeys = nil
-	}
-	d.readKeys = d.readKeys[:0]
 	return nil
 }
 
-// keepKeys is how many read keys' room clear keeps for the next drain.
-const keepKeys = 16 * batchSize
-
-func (d *Datapath) readHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
-	ncpu := d.ncpu(m)
-	if len(d.vals) < batchSize*ncpu {
-		d.vals = make([]flow.Value, batchSize*ncpu)
-	}
-	// The keys are read straight into readKeys, which clear deletes.
-	d.readKeys = d.readKeys[:0]
-	var cursor ebpf.MapBatchCursor
-	for {
-		d.readKeys = slices.Grow(d.readKeys, batchSize)
-		keys := d.readKeys[len(d.readKeys) : len(d.readKeys)+batchSize]
-		n, err := m.BatchLookup(&cursor, keys, d.vals[:batchSize*ncpu], nil)
-		for i := 0; i < n; i++ {
-			v := &d.vals[i*ncpu]
-			for c := 1; c < ncpu; c++ {
-				v.Add(&d.vals[i*ncpu+c])
-			}
-			if v.Packets > 0 {
-				fn(&keys[i], v)
-			}
-		}
-		d.readKeys = d.readKeys[:len(d.readKeys)+n]
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return len(d.readKeys), nil
-		}
-		if err != nil {
-			return len(d.readKeys), fmt.Errorf("drain flow store: %w", err)
-		}
-	}
-}
-
-// readArray reads every slot and hands the filled ones to fn, merging
-// slots that hold the same key.
-func (d *Datapath) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
-	ncpu := d.ncpu(m)
-	idx := make([]uint32, batchSize)
-	vals := make([]slot, batchSize*ncpu)
-	// Sized for the slots the last drain found.
-	agg := make(map[flow.Key]flow.Value, d.lastUsed)
-	d.used = d.used[:0]
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, idx, vals, nil)
-		for i := 0; i < n; i++ {
-			filled := false
-			for c := 0; c < ncpu; c++ {
-				s := &vals[i*ncpu+c]
-				if s.State != slotReady {
-					continue
-				}
-				filled = true
-				if cur, ok := agg[s.Key]; ok {
-					cur.Add(&s.Val)
-					agg[s.Key] = cur
-				} else {
-					agg[s.Key] = s.Val
-				}
-			}
-			if filled {
-				d.used = append(d.used, idx[i])
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("drain flow store: %w", err)
-		}
-	}
-	for k, v := range agg {
-		fn(&k, &v)
-	}
-	return len(agg), nil
-}
-
-func (d *Datapath) ncpu(m *ebpf.Map) int {
-	switch m.Type() {
-	case ebpf.PerCPUHash, ebpf.LRUCPUHash, ebpf.PerCPUArray:
-		return d.cpus
-	}
-	return 1
-}
-
-// Peek hands fn every flow counted since the last Drain without removing
+// Peek hands fn every flow counted since the last Swap without removing
 // anything (the data plane keeps writing meanwhile).
 func (d *Datapath) Peek(fn func(k *flow.Key, v *flow.Value)) error {
 	if d.ring != nil {
 		d.ring.peek(fn)
 		return nil
 	}
-	agg := make(map[flow.Key]*flow.Value)
-	if err := readStore(d.stores[d.active], agg); err != nil {
+	r, err := newReader() // not the drain's: it may read meanwhile
+	if err != nil {
 		return err
 	}
-	for k, v := range agg {
-		fn(&k, v)
-	}
-	return nil
-}
-
-// BenchFill writes recs into the store the programs are filling, as if the
-// data plane had counted them: it lets benchmarks of the export path fill a
-// store with exactly len(recs) distinct flows in one batch update instead
-// of a packet per flow. Per-CPU kinds get each flow on one CPU, in turn;
-// array kinds get flow i in slot i (len(recs) must not exceed MaxFlows).
-// Not for the ringbuf kind, and not for production use: it overwrites
-// what the store holds for those keys.
-func (d *Datapath) BenchFill(recs []flow.Record) error {
-	if d.ring != nil {
-		return errors.New("bench fill: the ringbuf kind has no store")
-	}
-	m := d.stores[d.active]
-	ncpu := d.ncpu(m)
-	for start := 0; start < len(recs); start += batchSize {
-		chunk := recs[start:min(len(recs), start+batchSize)]
-		var keys, vals any
-		if d.opts.Kind.isArray() {
-			idx := make([]uint32, len(chunk))
-			slots := make([]slot, len(chunk)*ncpu)
-			for i := range chunk {
-				idx[i] = uint32(start + i)
-				s := &slots[i*ncpu+(start+i)%ncpu]
-				s.Key, s.State, s.Val = chunk[i].Key, slotReady, chunk[i].Value
-			}
-			keys, vals = idx, slots
-			if ncpu > 1 {
-				vals = pointers(slots) // cilium/ebpf marshals per-CPU values by reflection, pointers at once
-			}
-		} else {
-			ks := make([]flow.Key, len(chunk))
-			vs := make([]flow.Value, len(chunk)*ncpu)
-			for i := range chunk {
-				ks[i] = chunk[i].Key
-				vs[i*ncpu+(start+i)%ncpu] = chunk[i].Value
-			}
-			keys, vals = ks, vs
-			if ncpu > 1 {
-				vals = pointers(vs)
-			}
-		}
-		if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
-			return fmt.Errorf("bench fill: %w", err)
-		}
-	}
-	return nil
-}
-
-func pointers[T any](s []T) []*T {
-	p := make([]*T, len(s))
-	for i := range s {
-		p[i] = &s[i]
-	}
-	return p
-}
-
-// BenchMemory is the kernel memory (memlock, as the kernel accounts it) of
-// the two flow stores and, with a pin path, of the two state maps, for
-// benchmarks.
-func (d *Datapath) BenchMemory() (stores, state uint64) {
-	memlock := func(m *ebpf.Map) uint64 {
-		if m == nil {
-			return 0
-		}
-		info, err := m.Info()
-		if err != nil {
-			return 0
-		}
-		n, _ := info.Memlock()
-		return n
-	}
-	for _, m := range d.stores {
-		stores += memlock(m)
-	}
-	if d.persist != nil {
-		for _, m := range d.persist.state {
-			state += memlock(m)
-		}
-	}
-	return stores, state
+	_, err = r.read(d.stores[d.active], fn)
+	return err
 }

@@ -12,3 +12,15 @@ func TestLoadAllKinds(t *testing.T) {
 		})
 	}
 }
+
+func TestHookString(t *testing.T) {
+	for h, want := range map[Hook]string{
+		{PointXDP, ModeXDPNative}: "xdp/native", {PointXDP, ModeXDPGeneric}: "xdp/generic",
+		{PointTCIngress, ModeTCX}: "tcx/ingress", {PointTCEgress, ModeTCX}: "tcx/egress",
+		{PointTCIngress, ModeClsact}: "clsact/ingress", {PointTCEgress, ModeClsact}: "clsact/egress",
+	} {
+		if got := h.String(); got != want {
+			t.Errorf("%#v: %q, want %q", h, got, want)
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 // evictions are counted).
 func TestMapFull(t *testing.T) {
 	const flows, pkts, size = 100, 2, 16
-	base := benchFrame(t)
+	base := tcpFrame(t)
 	frame := func(i int) []byte {
 		f := append([]byte(nil), base...)
 		binary.BigEndian.PutUint16(f[14+20:], uint16(20000+i)) // TCP source port
@@ -32,7 +32,7 @@ func TestMapFull(t *testing.T) {
 			defer d.Close()
 			for p := 0; p < pkts; p++ {
 				for i := 0; i < flows; i++ {
-					if _, err := d.objs.XflowXdp.Run(&ebpf.RunOptions{Data: frame(i)}); err != nil {
+					if _, err := d.Programs().XDP.Run(&ebpf.RunOptions{Data: frame(i)}); err != nil {
 						t.Fatal(err)
 					}
 				}

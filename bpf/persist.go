@@ -3,8 +3,10 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -56,7 +58,7 @@ type persisted struct {
 func newPersisted(maxFlows uint32) (*persisted, error) {
 	p := &persisted{cur: meta{State: 0, Merged: noStore}}
 	var err error
-	p.meta, err = ebpf.NewMap(&ebpf.MapSpec{Name: "xflow_meta", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	p.meta, err = ebpf.NewMap(&ebpf.MapSpec{Name: "xflow_meta", Type: ebpf.Array, KeySize: 4, ValueSize: uint32(unsafe.Sizeof(meta{})), MaxEntries: 1})
 	if err != nil {
 		return nil, fmt.Errorf("create state map: %w", err)
 	}
@@ -64,7 +66,7 @@ func newPersisted(maxFlows uint32) (*persisted, error) {
 		// Room for a full table plus a full drained store (the exporter
 		// relieves its table only after merging a drain).
 		p.state[i], err = ebpf.NewMap(&ebpf.MapSpec{Name: fmt.Sprintf("xflow_state_%d", i), Type: ebpf.Hash,
-			KeySize: 48, ValueSize: 80, MaxEntries: stateEntries(maxFlows), Flags: 1 /* BPF_F_NO_PREALLOC */})
+			KeySize: stateKeySize, ValueSize: stateValueSize, MaxEntries: stateEntries(maxFlows), Flags: 1 /* BPF_F_NO_PREALLOC */})
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("create state map: %w", err)
@@ -78,6 +80,12 @@ func newPersisted(maxFlows uint32) (*persisted, error) {
 }
 
 func stateEntries(maxFlows uint32) uint32 { return 2 * maxFlows }
+
+// The state maps' key and value: a flow and its exporter state.
+const (
+	stateKeySize   = uint32(unsafe.Sizeof(flow.Key{}))
+	stateValueSize = uint32(unsafe.Sizeof(flow.State{}))
+)
 
 func (p *persisted) close() {
 	for _, m := range append(p.state[:], p.meta) {
@@ -130,7 +138,7 @@ func openPrevious(dir string) *previous {
 // compatible says whether the new daemon can count on in the earlier
 // daemon's maps: same kind and sizes.
 func (pr *previous) compatible(o Options, spec *ebpf.CollectionSpec) bool {
-	if pr.p.state[0].MaxEntries() != stateEntries(o.MaxFlows) || pr.p.state[0].KeySize() != 48 || pr.p.state[0].ValueSize() != 80 {
+	if pr.p.state[0].MaxEntries() != stateEntries(o.MaxFlows) || pr.p.state[0].KeySize() != stateKeySize || pr.p.state[0].ValueSize() != stateValueSize {
 		return false
 	}
 	if spec.Maps["counters"].Compatible(pr.counters) != nil {
@@ -166,11 +174,10 @@ func activeStore(outer *ebpf.Map, stores [2]*ebpf.Map) (int, error) {
 }
 
 // SaveState persists the exporter's flow table (each yields every flow's
-// state): it writes the state map not current, then makes it current and
-// records that it includes the store being drained (inside Drain's commit)
-// — after which that store may be emptied. Without a pin path it does
-// nothing.
-func (d *Datapath) SaveState(each func(yield func(*flow.Key, *flow.State))) error {
+// state), which includes what was read from dr: it writes the state map
+// not current, then makes it current and records that it includes dr —
+// after which dr may be cleared. Without a pin path it does nothing.
+func (d *Datapath) SaveState(dr Drained, each iter.Seq2[*flow.Key, *flow.State]) error {
 	p := d.persist
 	if p == nil {
 		return nil
@@ -192,31 +199,33 @@ func (d *Datapath) SaveState(each func(yield func(*flow.Key, *flow.State))) erro
 			return fmt.Errorf("clear state map: %w", err)
 		}
 	}
-	var err error
 	n := 0
-	write := func() {
-		if n > 0 && err == nil {
-			if _, err = m.BatchUpdate(p.keys[:n], p.vals[:n], nil); err != nil {
-				err = fmt.Errorf("write state map: %w", err)
+	write := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := m.BatchUpdate(p.keys[:n], p.vals[:n], nil)
+		n = 0
+		if err != nil {
+			return fmt.Errorf("write state map: %w", err)
+		}
+		return nil
+	}
+	for k, st := range each {
+		p.keys[n], p.vals[n] = *k, *st
+		if n++; n == batchSize {
+			if err := write(); err != nil {
+				return err
 			}
 		}
-		n = 0
 	}
-	each(func(k *flow.Key, s *flow.State) {
-		p.keys[n], p.vals[n] = *k, *s
-		if n++; n == batchSize {
-			write()
-		}
-	})
-	write()
-	if err != nil {
+	if err := write(); err != nil {
 		return err
 	}
-	merged := p.cur.Merged
-	if d.draining >= 0 {
-		merged = uint32(d.draining)
+	cur := meta{State: next, Merged: p.cur.Merged}
+	if dr.store > 0 {
+		cur.Merged = uint32(dr.store - 1)
 	}
-	cur := meta{State: next, Merged: merged}
 	if err := p.meta.Put(uint32(0), cur); err != nil {
 		return fmt.Errorf("write state meta: %w", err)
 	}
@@ -224,18 +233,17 @@ func (d *Datapath) SaveState(each func(yield func(*flow.Key, *flow.State))) erro
 	return nil
 }
 
-// Restore hands the state an earlier daemon persisted to state, and what it
-// counted since into counts: the store that was filling when it died (not
-// yet merged) through a drain-like read, calling commit before emptying it
-// (as Drain does). A new data plane without an earlier one has nothing to
-// restore.
-func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow.Key, *flow.Value), commit func() error) error {
+// Restore hands state the flow table an earlier daemon persisted, and
+// returns what the data plane counted since that table was saved: the
+// caller reads it, saves the state and clears it, as after a Swap. A new
+// data plane without an earlier one has nothing to restore.
+func (d *Datapath) Restore(state func(*flow.Key, *flow.State)) (Drained, error) {
 	src := d.persist
 	if d.legacy != nil {
 		src = d.legacy.p
 	}
 	if src == nil || !d.restorable {
-		return nil
+		return Drained{}, nil
 	}
 	// The current state map is the state (SaveState empties the other
 	// one before writing it).
@@ -251,56 +259,36 @@ func (d *Datapath) Restore(state func(*flow.Key, *flow.State), counts func(*flow
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read state: %w", err)
+			return Drained{}, fmt.Errorf("read state: %w", err)
 		}
 	}
 	d.restorable = false
-	if d.legacy != nil {
-		// An incompatible earlier data plane: take all it counted, then
-		// let it go.
-		l := d.legacy
-		d.legacy = nil
-		defer l.close()
+	if l := d.legacy; l != nil {
+		// An incompatible earlier data plane: what it counted is read
+		// once, then it is let go (Clear).
 		if l.events != nil {
-			return nil // its ring's records are gone with its consumer
+			// Its ring's records are gone with its consumer.
+			d.legacy = nil
+			l.close()
+			return Drained{}, nil
 		}
-		for i, s := range l.stores {
-			if uint32(i) == l.p.cur.Merged {
-				continue
-			}
-			agg := map[flow.Key]*flow.Value{}
-			if err := readStore(s, agg); err != nil {
-				return err
-			}
-			for k, v := range agg {
-				counts(&k, v)
-			}
-		}
-		return commit()
+		return Drained{legacy: l}, nil
 	}
 	if d.ring != nil {
-		return nil
+		return Drained{}, nil
 	}
 	// The store the programs are not filling: merged already (empty it),
-	// or not (merge it, commit, empty it).
-	idle := 1 - d.active
-	if uint32(idle) == d.persist.cur.Merged {
+	// or not (the caller merges it).
+	idle := Drained{store: 2 - d.active}
+	if uint32(idle.store-1) == d.persist.cur.Merged {
 		// Its counts are in the state already: the earlier daemon died
 		// before (or while) emptying it. Empty it, whatever it holds.
-		if _, err := d.read(d.stores[idle], func(*flow.Key, *flow.Value) {}); err != nil {
-			return err
+		if _, err := d.Read(idle, func(*flow.Key, *flow.Value) {}); err != nil {
+			return Drained{}, err
 		}
-		return d.clear(d.stores[idle])
+		return Drained{}, d.Clear(idle)
 	}
-	d.draining = idle
-	defer func() { d.draining = -1 }()
-	if _, err := d.read(d.stores[idle], counts); err != nil {
-		return err
-	}
-	if err := commit(); err != nil {
-		return err
-	}
-	return d.clear(d.stores[idle])
+	return idle, nil
 }
 
 // PruneLinks unpins the links pinned under the pin path that are not in

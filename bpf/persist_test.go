@@ -1,8 +1,8 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,15 +39,53 @@ func loadAt(t *testing.T, dir string) *Datapath {
 	return d
 }
 
-func yieldAll(m map[flow.Key]flow.State) func(func(*flow.Key, *flow.State)) {
-	return func(y func(*flow.Key, *flow.State)) {
+func yieldAll(m map[flow.Key]flow.State) iter.Seq2[*flow.Key, *flow.State] {
+	return func(y func(*flow.Key, *flow.State) bool) {
 		for k, s := range m {
-			y(&k, &s)
+			if !y(&k, &s) {
+				return
+			}
 		}
 	}
 }
 
-var errKilled = errors.New("kill -9")
+// restore takes over as the exporter does: the earlier state into tab,
+// what was counted since into tab (and counted), then the state saved and
+// the store cleared.
+func restore(t *testing.T, d *Datapath, tab map[flow.Key]flow.State) (counted uint64) {
+	t.Helper()
+	dr, err := d.Restore(func(k *flow.Key, s *flow.State) { tab[*k] = *s })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Read(dr, func(k *flow.Key, v *flow.Value) { counted += v.Packets; tab[*k] = flow.State{Period: *v} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SaveState(dr, yieldAll(tab)); err != nil {
+		t.Fatalf("save %d flows: %v", len(tab), err)
+	}
+	if err := d.Clear(dr); err != nil {
+		t.Fatal(err)
+	}
+	return counted
+}
+
+// killedAfterSwap has d swap and read its store and die before saving the
+// state; it returns the data plane that takes over.
+func killedAfterSwap(t *testing.T, d *Datapath, dir string) *Datapath {
+	t.Helper()
+	dr, err := d.Swap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Read(dr, func(*flow.Key, *flow.Value) {}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	next := loadAt(t, dir)
+	t.Cleanup(func() { next.Close() })
+	return next
+}
 
 // A daemon dies after saving its state (which includes the drained store)
 // and before emptying that store: the next one must not count it again.
@@ -59,31 +97,28 @@ func TestRestoreMergedStoreNotCountedTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	tab := map[flow.Key]flow.State{}
-	_, err := d1.Drain(func(k *flow.Key, v *flow.Value) { tab[*k] = flow.State{Period: *v} }, func() error {
-		if err := d1.SaveState(yieldAll(tab)); err != nil {
-			return err
-		}
-		return errKilled // after the meta flip, before the store is emptied
-	})
-	if !errors.Is(err, errKilled) {
+	dr, err := d1.Swap()
+	if err != nil {
 		t.Fatal(err)
 	}
-	d1.Close()
+	if _, err := d1.Read(dr, func(k *flow.Key, v *flow.Value) { tab[*k] = flow.State{Period: *v} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.SaveState(dr, yieldAll(tab)); err != nil {
+		t.Fatal(err)
+	}
+	d1.Close() // killed after the meta flip, before the store is emptied
 
 	d2 := loadAt(t, dir)
 	defer d2.Close()
 	if !d2.Adopted {
 		t.Fatal("the earlier maps were not adopted")
 	}
-	var restored, counted uint64
-	if err := d2.Restore(func(k *flow.Key, s *flow.State) { restored += s.Period.Packets },
-		func(k *flow.Key, v *flow.Value) { counted += v.Packets }, func() error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	got := map[flow.Key]flow.State{}
+	counted := restore(t, d2, got)
+	restored := got[k].Period.Packets
 	for i := 0; i < 2; i++ {
-		if _, err := d2.Drain(func(k *flow.Key, v *flow.Value) { counted += v.Packets }, nil); err != nil {
-			t.Fatal(err)
-		}
+		drain(t, d2, func(k *flow.Key, v *flow.Value) { counted += v.Packets })
 	}
 	if restored != 5 || counted != 0 {
 		t.Errorf("restored %d packets and counted %d again, want 5 and 0", restored, counted)
@@ -98,20 +133,10 @@ func TestRestoreUnmergedStore(t *testing.T) {
 	if err := d1.stores[d1.active].Put(pkey(1), flow.Value{Packets: 7, Bytes: 700, FirstNs: 1, LastNs: 2}); err != nil {
 		t.Fatal(err)
 	}
-	d1.Drain(func(*flow.Key, *flow.Value) {}, func() error { return errKilled })
-	d1.Close()
-	d2 := loadAt(t, dir)
-	defer d2.Close()
-	var counted uint64
+	d2 := killedAfterSwap(t, d1, dir)
 	got := map[flow.Key]flow.State{}
-	if err := d2.Restore(func(k *flow.Key, s *flow.State) { got[*k] = *s },
-		func(k *flow.Key, v *flow.Value) { counted += v.Packets; got[*k] = flow.State{Period: *v} },
-		func() error { return d2.SaveState(yieldAll(got)) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d2.Drain(func(k *flow.Key, v *flow.Value) { counted += v.Packets }, nil); err != nil {
-		t.Fatal(err)
-	}
+	counted := restore(t, d2, got)
+	drain(t, d2, func(k *flow.Key, v *flow.Value) { counted += v.Packets })
 	if counted != 7 {
 		t.Errorf("counted %d packets, want 7 exactly once", counted)
 	}
@@ -123,28 +148,20 @@ func TestRestoreNoGhostFlows(t *testing.T) {
 	dir := persistDir(t)
 	d1 := loadAt(t, dir)
 	ended, live := pkey(7), pkey(8)
-	if err := d1.SaveState(yieldAll(map[flow.Key]flow.State{ended: {Period: flow.Value{Packets: 3}}})); err != nil {
+	if err := d1.SaveState(Drained{}, yieldAll(map[flow.Key]flow.State{ended: {Period: flow.Value{Packets: 3}}})); err != nil {
 		t.Fatal(err)
 	}
-	if err := d1.SaveState(yieldAll(map[flow.Key]flow.State{live: {Period: flow.Value{Packets: 4}}})); err != nil {
+	if err := d1.SaveState(Drained{}, yieldAll(map[flow.Key]flow.State{live: {Period: flow.Value{Packets: 4}}})); err != nil {
 		t.Fatal(err)
 	}
 	d1.Close()
 	d2 := loadAt(t, dir)
-	tab := map[flow.Key]flow.State{}
-	if err := d2.Restore(func(k *flow.Key, s *flow.State) { tab[*k] = *s }, func(*flow.Key, *flow.Value) {}, func() error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := d2.SaveState(yieldAll(tab)); err != nil {
-		t.Fatal(err)
-	}
+	restore(t, d2, map[flow.Key]flow.State{})
 	d2.Close()
 	d3 := loadAt(t, dir)
 	defer d3.Close()
 	got := map[flow.Key]flow.State{}
-	if err := d3.Restore(func(k *flow.Key, s *flow.State) { got[*k] = *s }, func(*flow.Key, *flow.Value) {}, func() error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	restore(t, d3, got)
 	if _, ok := got[ended]; ok || len(got) != 1 {
 		t.Errorf("restored %v, want only the live flow", got)
 	}
@@ -158,7 +175,7 @@ func TestRestoreFullTableAndStore(t *testing.T) {
 	for i := 0; i < 64; i++ {
 		tab[pkey(i)] = flow.State{Period: flow.Value{Packets: 1}}
 	}
-	if err := d1.SaveState(yieldAll(tab)); err != nil {
+	if err := d1.SaveState(Drained{}, yieldAll(tab)); err != nil {
 		t.Fatal(err)
 	}
 	for i := 100; i < 164; i++ {
@@ -166,16 +183,9 @@ func TestRestoreFullTableAndStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d1.Drain(func(*flow.Key, *flow.Value) {}, func() error { return errKilled })
-	d1.Close()
-	d2 := loadAt(t, dir)
-	defer d2.Close()
+	d2 := killedAfterSwap(t, d1, dir)
 	got := map[flow.Key]flow.State{}
-	if err := d2.Restore(func(k *flow.Key, s *flow.State) { got[*k] = *s },
-		func(k *flow.Key, v *flow.Value) { got[*k] = flow.State{Period: *v} },
-		func() error { return d2.SaveState(yieldAll(got)) }); err != nil {
-		t.Fatalf("restore with %d flows: %v", len(got), err)
-	}
+	restore(t, d2, got)
 	if len(got) != 128 {
 		t.Errorf("restored %d flows, want 128", len(got))
 	}

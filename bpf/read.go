@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -24,76 +25,191 @@ const slotReady = 2
 
 const batchSize = 4096
 
-// readStore adds every flow of one store map (any kind but ringbuf) to
-// into, summing per-CPU values and, for arrays, entries that share a key.
-// It only reads: the data plane may still be writing to m.
-func readStore(m *ebpf.Map, into map[flow.Key]*flow.Value) error {
-	ncpu := 1
-	switch m.Type() {
-	case ebpf.PerCPUHash, ebpf.LRUCPUHash, ebpf.PerCPUArray:
-		n, err := ebpf.PossibleCPU()
-		if err != nil {
-			return err
-		}
-		ncpu = n
+// reader reads flow stores (any kind but ringbuf) in batches, reusing its
+// buffers, and remembers what it read so that clear can empty it. It is
+// the one store reader: the drain, Peek, Flows, Pinned and Restore all read
+// through it.
+type reader struct {
+	cpus int // possible CPUs: the values of a per-CPU map
+	// Hash kinds: keys holds what read found (clear deletes it).
+	keys []flow.Key
+	vals []flow.Value
+	// Array kinds: used holds the filled slots read found (clear zeroes
+	// them); lastUsed, how many the previous read found.
+	idx      []uint32
+	slots    []slot
+	used     []uint32
+	lastUsed int
+}
+
+func newReader() (*reader, error) {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
 	}
-	add := func(k *flow.Key, v *flow.Value) {
-		if v.Packets == 0 {
-			return
-		}
-		if cur, ok := into[*k]; ok {
-			cur.Add(v)
-			return
-		}
-		nv := *v
-		into[*k] = &nv
+	return &reader{cpus: n}, nil
+}
+
+// ncpu is how many values m holds per key.
+func (r *reader) ncpu(m *ebpf.Map) int {
+	if perCPU(m.Type()) {
+		return r.cpus
 	}
-	var cursor ebpf.MapBatchCursor
+	return 1
+}
+
+// read hands fn every flow of m that counted packets, with its counts
+// summed over CPUs (and, for arrays, over the slots that hold the same
+// key), and returns how many. The data plane may still be writing to m
+// (then the counts are a snapshot, and clear must not follow).
+func (r *reader) read(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
 	switch m.Type() {
 	case ebpf.Array, ebpf.PerCPUArray:
-		idx := make([]uint32, batchSize)
-		vals := make([]slot, batchSize*ncpu)
-		for {
-			n, err := m.BatchLookup(&cursor, idx, vals, nil)
-			for i := 0; i < n*ncpu; i++ {
-				if s := &vals[i]; s.State == slotReady {
-					add(&s.Key, &s.Val)
-				}
+		return r.readArray(m, fn)
+	}
+	return r.readHash(m, fn)
+}
+
+func (r *reader) readHash(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+	ncpu := r.ncpu(m)
+	if len(r.vals) < batchSize*ncpu {
+		r.vals = make([]flow.Value, batchSize*ncpu)
+	}
+	// The keys are read straight into keys, which clear deletes.
+	r.keys = r.keys[:0]
+	var cursor ebpf.MapBatchCursor
+	for {
+		r.keys = slices.Grow(r.keys, batchSize)
+		keys := r.keys[len(r.keys) : len(r.keys)+batchSize]
+		n, err := m.BatchLookup(&cursor, keys, r.vals[:batchSize*ncpu], nil)
+		for i := 0; i < n; i++ {
+			v := &r.vals[i*ncpu]
+			for c := 1; c < ncpu; c++ {
+				v.Add(&r.vals[i*ncpu+c])
 			}
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", m, err)
+			if v.Packets > 0 {
+				fn(&keys[i], v)
 			}
 		}
-	default:
-		keys := make([]flow.Key, batchSize)
-		vals := make([]flow.Value, batchSize*ncpu)
-		for {
-			n, err := m.BatchLookup(&cursor, keys, vals, nil)
-			for i := 0; i < n; i++ {
-				for c := 0; c < ncpu; c++ {
-					add(&keys[i], &vals[i*ncpu+c])
-				}
-			}
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", m, err)
-			}
+		r.keys = r.keys[:len(r.keys)+n]
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return len(r.keys), nil
+		}
+		if err != nil {
+			return len(r.keys), fmt.Errorf("read flow store: %w", err)
 		}
 	}
 }
 
+// readArray reads every slot and hands the filled ones to fn, merging
+// slots that hold the same key.
+func (r *reader) readArray(m *ebpf.Map, fn func(*flow.Key, *flow.Value)) (int, error) {
+	ncpu := r.ncpu(m)
+	if len(r.slots) < batchSize*ncpu {
+		r.idx, r.slots = make([]uint32, batchSize), make([]slot, batchSize*ncpu)
+	}
+	// Sized for the slots the last read found.
+	agg := make(map[flow.Key]flow.Value, r.lastUsed)
+	r.used = r.used[:0]
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, r.idx, r.slots[:batchSize*ncpu], nil)
+		for i := 0; i < n; i++ {
+			filled := false
+			for c := 0; c < ncpu; c++ {
+				s := &r.slots[i*ncpu+c]
+				if s.State != slotReady {
+					continue
+				}
+				filled = true // cleared even if it counted nothing
+				if s.Val.Packets == 0 {
+					continue
+				}
+				if cur, ok := agg[s.Key]; ok {
+					cur.Add(&s.Val)
+					agg[s.Key] = cur
+				} else {
+					agg[s.Key] = s.Val
+				}
+			}
+			if filled {
+				r.used = append(r.used, r.idx[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read flow store: %w", err)
+		}
+	}
+	r.lastUsed = len(r.used)
+	for k, v := range agg {
+		fn(&k, &v)
+	}
+	return len(agg), nil
+}
+
+// clear empties what the last read of m found (m has no writer left).
+func (r *reader) clear(m *ebpf.Map) error {
+	switch m.Type() {
+	case ebpf.Array, ebpf.PerCPUArray:
+		ncpu := r.ncpu(m)
+		var zero []slot
+		for used := r.used; len(used) > 0; {
+			chunk := used[:min(len(used), batchSize)]
+			used = used[len(chunk):]
+			if zero == nil {
+				zero = make([]slot, len(chunk)*ncpu)
+			}
+			if _, err := m.BatchUpdate(chunk, zero[:len(chunk)*ncpu], nil); err != nil {
+				return fmt.Errorf("clear flow store: %w", err)
+			}
+		}
+		if cap(r.used) > keepKeys {
+			r.used = nil // as for the keys below
+		}
+		r.used = r.used[:0]
+		return nil
+	}
+	for keys := r.keys; len(keys) > 0; {
+		chunk := keys[:min(len(keys), batchSize)]
+		keys = keys[len(chunk):]
+		if _, err := m.BatchDelete(chunk, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear flow store: %w", err)
+		}
+	}
+	// What a large read found is not kept between drains: memory that
+	// would grow with the flow count for nothing.
+	if cap(r.keys) > keepKeys {
+		r.keys = nil
+	}
+	r.keys = r.keys[:0]
+	return nil
+}
+
+// keepKeys is how many read keys' room clear keeps for the next drain.
+const keepKeys = 16 * batchSize
+
+// collect reads stores that may still be written to, merging their flows.
 func collect(stores ...*ebpf.Map) ([]flow.Record, error) {
+	r, err := newReader()
+	if err != nil {
+		return nil, err
+	}
 	agg := make(map[flow.Key]*flow.Value)
 	for _, m := range stores {
 		if m == nil {
 			continue
 		}
-		if err := readStore(m, agg); err != nil {
+		if _, err := r.read(m, func(k *flow.Key, v *flow.Value) {
+			if cur, ok := agg[*k]; ok {
+				cur.Add(v)
+			} else {
+				nv := *v
+				agg[*k] = &nv
+			}
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -105,7 +221,7 @@ func collect(stores ...*ebpf.Map) ([]flow.Record, error) {
 	return out, nil
 }
 
-// Flows reads every flow counted since the last Drain (all of them if
+// Flows reads every flow counted since the last drain (all of them if
 // nothing drains). For the ringbuf kind that is what the consumer has
 // aggregated so far.
 func (d *Datapath) Flows() ([]flow.Record, error) {

@@ -26,7 +26,7 @@ type event struct {
 }
 
 // ringConsumer turns the ringbuf kind's per-packet events into flows,
-// aggregated in user space until the next Drain takes them.
+// aggregated in user space until the next Swap takes them.
 type ringConsumer struct {
 	rd *ringbuf.Reader
 
@@ -110,12 +110,18 @@ func (c *ringConsumer) add(e *event) {
 	v.Add(&nv)
 }
 
-// take hands over the aggregate and starts a new one.
-func (c *ringConsumer) take(fn func(*flow.Key, *flow.Value)) int {
+// swap returns the aggregate and starts a new one.
+func (c *ringConsumer) swap() map[flow.Key]*flow.Value {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	agg := c.agg
 	c.agg = make(map[flow.Key]*flow.Value, len(agg))
-	c.mu.Unlock()
+	return agg
+}
+
+// take hands over the aggregate and starts a new one.
+func (c *ringConsumer) take(fn func(*flow.Key, *flow.Value)) int {
+	agg := c.swap()
 	for k, v := range agg {
 		fn(&k, v)
 	}

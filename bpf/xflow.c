@@ -34,6 +34,7 @@ const volatile __u32 bench_parse_only = 0;
 const struct flow_slot *_flow_slot __attribute__((unused));
 const struct flow_event *_flow_event __attribute__((unused));
 const enum xflow_counter *_xflow_counter __attribute__((unused));
+const enum xflow_map_kind *_xflow_map_kind __attribute__((unused));
 
 static __always_inline void counter_add(__u32 idx, __u64 n)
 {

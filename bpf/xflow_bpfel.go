@@ -73,6 +73,18 @@ const (
 	xflowXflowCounterCNT_MAX            xflowXflowCounter = 9
 )
 
+type xflowXflowMapKind uint32
+
+const (
+	xflowXflowMapKindKIND_PERCPU_HASH     xflowXflowMapKind = 0
+	xflowXflowMapKindKIND_HASH            xflowXflowMapKind = 1
+	xflowXflowMapKindKIND_LRU_HASH        xflowXflowMapKind = 2
+	xflowXflowMapKindKIND_LRU_PERCPU_HASH xflowXflowMapKind = 3
+	xflowXflowMapKindKIND_ARRAY           xflowXflowMapKind = 4
+	xflowXflowMapKindKIND_PERCPU_ARRAY    xflowXflowMapKind = 5
+	xflowXflowMapKindKIND_RINGBUF         xflowXflowMapKind = 6
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -87,6 +99,7 @@ const (
 	xflowVarFlowEvent        = "_flow_event"
 	xflowVarFlowSlot         = "_flow_slot"
 	xflowVarXflowCounter     = "_xflow_counter"
+	xflowVarXflowMapKind     = "_xflow_map_kind"
 	xflowVarArraySlots       = "array_slots"
 	xflowVarBenchNext        = "bench_next"
 	xflowVarBenchPackets     = "bench_packets"
@@ -160,6 +173,7 @@ type xflowVariableSpecs struct {
 	FlowEvent        *ebpf.VariableSpec `ebpf:"_flow_event"`
 	FlowSlot         *ebpf.VariableSpec `ebpf:"_flow_slot"`
 	XflowCounter     *ebpf.VariableSpec `ebpf:"_xflow_counter"`
+	XflowMapKind     *ebpf.VariableSpec `ebpf:"_xflow_map_kind"`
 	ArraySlots       *ebpf.VariableSpec `ebpf:"array_slots"`
 	BenchNext        *ebpf.VariableSpec `ebpf:"bench_next"`
 	BenchPackets     *ebpf.VariableSpec `ebpf:"bench_packets"`
@@ -211,6 +225,7 @@ type xflowVariables struct {
 	FlowEvent        *ebpf.Variable `ebpf:"_flow_event"`
 	FlowSlot         *ebpf.Variable `ebpf:"_flow_slot"`
 	XflowCounter     *ebpf.Variable `ebpf:"_xflow_counter"`
+	XflowMapKind     *ebpf.Variable `ebpf:"_xflow_map_kind"`
 	ArraySlots       *ebpf.Variable `ebpf:"array_slots"`
 	BenchNext        *ebpf.Variable `ebpf:"bench_next"`
 	BenchPackets     *ebpf.Variable `ebpf:"bench_packets"`

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xflow-net/xflow/bpf/kind"
 	"github.com/xflow-net/xflow/exporter/transport"
 )
 
@@ -198,7 +199,7 @@ const (
 	defaultEgress            = "tc"
 	defaultXDPMode           = "auto"
 	defaultTCMode            = "auto"
-	defaultMap               = "percpu_hash"
+	defaultMap               = string(kind.Default)
 	defaultMaxFlows          = 65536
 	defaultRingSize          = 16 << 20
 	defaultPinPath           = "/sys/fs/bpf/xflow"
@@ -226,7 +227,7 @@ var (
 	egressModes  = []string{"tc", "none"}
 	xdpModes     = []string{"auto", "native", "generic"}
 	tcModes      = []string{"auto", "tcx", "clsact"}
-	mapKinds     = []string{"hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "array", "percpu_array", "ringbuf"}
+	mapKinds     = kind.Names() // the data plane's list
 	protocols    = []string{"ipfix", "netflow9", "netflow5", "kafka"}
 	transports   = []string{"udp", "tcp", "tls"}
 	logLevels    = []string{"debug", "info", "warn", "error"}

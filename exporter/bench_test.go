@@ -14,9 +14,11 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xflow-net/xflow/bpf"
+	"github.com/xflow-net/xflow/bpf/bare"
 	"github.com/xflow-net/xflow/exporter/ipfix"
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/internal/testenv"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // udpFrame is an Ethernet + IPv4 + UDP frame with 64 bytes of payload whose
@@ -59,14 +61,21 @@ func BenchmarkDrainEncode(b *testing.B) {
 			var elapsed time.Duration
 			for it := 0; it < b.N; it++ {
 				for _, f := range frames {
-					if _, err := d.XDP().Run(&ebpf.RunOptions{Data: f}); err != nil {
+					if _, err := d.Programs().XDP.Run(&ebpf.RunOptions{Data: f}); err != nil {
 						b.Fatal(err)
 					}
 				}
 				start := time.Now()
 				tab := newTable(0)
-				n, err := d.Drain(tab.add, nil)
+				dr, err := d.Swap()
 				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := d.Read(dr, tab.add)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Clear(dr); err != nil {
 					b.Fatal(err)
 				}
 				// Arrays probe a bounded number of slots: a few flows may
@@ -76,7 +85,7 @@ func BenchmarkDrainEncode(b *testing.B) {
 				} else {
 					missed = int(c.MissedPackets)
 				}
-				recs := tab.flush(now(), flow.ForcedEnd, make([]flow.Export, 0, flows))
+				recs := tab.flush(flow.Now(), flow.ForcedEnd, make([]flow.Export, 0, flows))
 				if err := enc.Encode(time.Now(), recs, send); err != nil {
 					b.Fatal(err)
 				}
@@ -92,7 +101,7 @@ func BenchmarkDrainEncode(b *testing.B) {
 // benchFlows makes n distinct IPv4 UDP flows, last seen idle ago and first
 // seen a second before (kernel monotonic clock).
 func benchFlows(n int, idle time.Duration) []flow.Record {
-	now := now().monoNow
+	now := flow.Now().Mono
 	recs := make([]flow.Record, n)
 	for i := range recs {
 		k := &recs[i].Key
@@ -124,7 +133,7 @@ func BenchmarkTable(b *testing.B) {
 					for i := range recs {
 						tab.add(&recs[i].Key, &recs[i].Value)
 					}
-					out = tab.expire(now(), to, out[:0])
+					out = tab.expire(flow.Now(), to, out[:0])
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/flow")
 			})
@@ -151,7 +160,7 @@ func BenchmarkScan(b *testing.B) {
 			}
 		}
 	}()
-	coll, err := NewCollector(CollectorOptions{Address: rcv.LocalAddr().String(), Transport: "udp",
+	coll, err := sink.New(sink.Options{Address: rcv.LocalAddr().String(), Transport: "udp",
 		Encoder: ipfix.NewEncoder(ipfix.Options{ObservationDomain: 1}), TemplateRefresh: time.Hour,
 		QueueRecords: 1 << 21, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -183,7 +192,7 @@ func BenchmarkScan(b *testing.B) {
 						MaxFlows: 2 * n, Logger: slog.New(slog.DiscardHandler)})
 					recs := benchFlows(n, 10*time.Second)
 					if mode == "steady" {
-						if err := d.BenchFill(recs); err != nil {
+						if err := bare.Fill(d, recs); err != nil {
 							b.Fatal(err)
 						}
 						if _, err := e.Scan(); err != nil {
@@ -192,7 +201,7 @@ func BenchmarkScan(b *testing.B) {
 					}
 					var elapsed time.Duration
 					for it := 0; it < b.N; it++ {
-						if err := d.BenchFill(recs); err != nil {
+						if err := bare.Fill(d, recs); err != nil {
 							b.Fatal(err)
 						}
 						want := coll.Stats().Records + uint64(n)

@@ -4,29 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/flow"
 )
 
-// Source is the data plane as the exporter sees it (bpf.Datapath).
+// Source is the data plane as the exporter sees it (bpf.Datapath): the
+// steps of a drain (see bpf.Drained).
 type Source interface {
-	// Drain hands over every flow counted since the last Drain, calls
-	// commit, and leaves the data plane counting into an empty store.
-	Drain(fn func(k *flow.Key, v *flow.Value), commit func() error) (int, error)
-	// SaveState persists the flow table so that a daemon that dies loses
-	// nothing (a no-op without a pin path).
-	SaveState(each func(yield func(*flow.Key, *flow.State))) error
-	// Restore hands over an earlier daemon's table and counts.
-	Restore(state func(*flow.Key, *flow.State), counts func(*flow.Key, *flow.Value), commit func() error) error
-	// Peek hands over the same without removing anything.
-	Peek(fn func(k *flow.Key, v *flow.Value)) error
 	Counters() (bpf.Counters, error)
+	// Swap leaves the data plane counting into an empty store and returns
+	// the one it filled, which no program writes to any more.
+	Swap() (bpf.Drained, error)
+	// Read hands over every flow the drained store counted.
+	Read(dr bpf.Drained, fn func(k *flow.Key, v *flow.Value)) (int, error)
+	// SaveState persists the flow table, which includes dr, so that a
+	// daemon that dies loses nothing (a no-op without a pin path).
+	SaveState(dr bpf.Drained, each iter.Seq2[*flow.Key, *flow.State]) error
+	// Clear empties the drained store, once its flows are in the saved
+	// state.
+	Clear(dr bpf.Drained) error
+	// Restore hands over an earlier daemon's table, and returns what was
+	// counted since, to be read, saved and cleared as after a Swap.
+	Restore(state func(*flow.Key, *flow.State)) (bpf.Drained, error)
+	// Peek hands over what the store being filled holds, without removing
+	// anything.
+	Peek(fn func(k *flow.Key, v *flow.Value)) error
 }
 
 // Sink takes the records for one collector. Enqueue must not block and
@@ -108,12 +115,6 @@ func New(src Source, sinks []Sink, o Options) *Exporter {
 	return e
 }
 
-func now() clock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return clock{monoNow: uint64(ts.Nano()), wallNow: time.Now().UnixNano()}
-}
-
 // Run scans every ScanInterval until ctx ends (then call Shutdown). While
 // the data plane misses packets because its store is full, it scans twice
 // as often (down to 1/8 of the interval).
@@ -162,60 +163,57 @@ func (e *Exporter) Reconfigure(to Timeouts, scan time.Duration, sinks []Sink) {
 
 // Scan drains the data plane once, ends the flows that are due and sends
 // their records. It reports whether the data plane missed packets.
+//
+// The order of its steps is what makes a restart exact: the records leave
+// and the table is saved before the drained store is emptied (bpf.Drained).
 func (e *Exporter) Scan() (pressure bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := now()
+	c := flow.Now()
 	start := time.Now()
 	cnt, err := e.src.Counters()
 	if err != nil {
 		return false, err
 	}
-	if cnt.MissedPackets > e.lastMissed {
-		missed := cnt.MissedPackets - e.lastMissed
-		e.lastMissed = cnt.MissedPackets
-		e.stats.MissedPackets += missed
-		e.log.Warn("flow store full: packets not counted; scanning faster (raise datapath.max_flows)",
-			"missed_packets", missed)
-		pressure = true
-	}
-	// The records leave, and the state is saved, before the drained store
-	// is emptied (see bpf.Datapath.Drain).
-	afterSwap, afterOK := uint64(0), false
-	n, err := e.src.Drain(e.add, func() error {
-		// The drained store has no writer left: every insert counted
-		// from here on went into the fresh store (see the LRU check).
-		if e.lru {
-			if c, err := e.src.Counters(); err == nil {
-				afterSwap, afterOK = c.Inserts, true
-			}
-		}
-		e.flushSeen()
-		out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
-		before := len(out)
-		out = e.tab.relieve(c, pressure, out)
-		if len(out) > before {
-			e.stats.PressureEvents++
-			e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
-		}
-		e.stats.LastLag = 0
-		for i := range out {
-			if lag := time.Duration(int64(c.wallNow/1e6)-int64(out[i].EndMs)) * time.Millisecond; lag > e.stats.LastLag {
-				e.stats.LastLag = lag
-			}
-		}
-		e.send(out)
-		// The sinks copied the records: a large scan's room is not kept.
-		if cap(out) > keepRecords {
-			out = nil
-		}
-		e.out = out[:0]
-		return e.save()
-	})
+	pressure = e.missed(cnt)
+
+	// 1. Swap: the data plane counts into the other store from here on.
+	dr, err := e.src.Swap()
 	if err != nil {
 		e.insertsOK = false // which store took which inserts is unknown
 		return false, fmt.Errorf("drain: %w", err)
 	}
+	// The drained store has no writer left: every insert counted from
+	// here on goes into the fresh one (see evicted).
+	afterSwap, afterOK := e.inserts()
+	// 2. Read it into the table.
+	n, err := e.src.Read(dr, e.add)
+	if err != nil {
+		e.insertsOK = false
+		return false, fmt.Errorf("drain: %w", err)
+	}
+	e.flushSeen()
+	// 3. End the flows that are due, and the oldest if the table is full.
+	out := e.tab.expire(c, e.opts.Timeouts, e.out[:0])
+	before := len(out)
+	out = e.tab.relieve(c, pressure, out)
+	if len(out) > before {
+		e.stats.PressureEvents++
+		e.log.Warn("flow table full: ended the least recently seen flows early", "flows", len(out)-before)
+	}
+	// 4. Send their records.
+	e.send(c, out)
+	// 5. Persist the table, which now includes the drained store.
+	if err := e.src.SaveState(dr, e.tab.states); err != nil {
+		e.insertsOK = false
+		return false, fmt.Errorf("drain: %w", err)
+	}
+	// 6. Empty the drained store.
+	if err := e.src.Clear(dr); err != nil {
+		e.insertsOK = false
+		return false, fmt.Errorf("drain: %w", err)
+	}
+
 	e.stats.LastDrain = time.Since(start)
 	e.stats.LastDrained = n
 	if e.opts.OnDrain != nil {
@@ -224,21 +222,8 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	e.stats.Scans++
 	e.stats.Drained += uint64(n)
 	e.stats.ActiveFlows = e.tab.len()
-	// What an LRU store evicted: entries created in it minus those the
-	// drain found. The store took every insert counted between the read
-	// after the previous swap (lastInserts) and the read before this one
-	// (cnt), and some more made around the swaps: so this is a lower
-	// bound, never a false alarm; it misses at most the inserts made
-	// during the swaps, and after a start, the entries created before it.
-	// Arrays may hold a flow in more than one slot, which this would count
-	// too: LRU kinds only.
-	if e.lru && e.insertsOK && cnt.Inserts >= e.lastInserts {
-		if ev := int64(cnt.Inserts-e.lastInserts) - int64(n); ev > 0 {
-			e.stats.Evicted += uint64(ev)
-			e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
-				"evicted", ev)
-			pressure = true
-		}
+	if e.evicted(cnt, n) {
+		pressure = true
 	}
 	e.lastInserts, e.insertsOK = afterSwap, afterOK
 	// A store nearly full within one scan interval: drain more often
@@ -249,50 +234,78 @@ func (e *Exporter) Scan() (pressure bool, err error) {
 	return pressure, nil
 }
 
+// missed counts the packets the data plane missed since the last scan
+// (its store was full), and says whether there were any.
+func (e *Exporter) missed(cnt bpf.Counters) bool {
+	if cnt.MissedPackets <= e.lastMissed {
+		return false
+	}
+	missed := cnt.MissedPackets - e.lastMissed
+	e.lastMissed = cnt.MissedPackets
+	e.stats.MissedPackets += missed
+	e.log.Warn("flow store full: packets not counted; scanning faster (raise datapath.max_flows)",
+		"missed_packets", missed)
+	return true
+}
+
+// inserts reads the LRU kinds' inserts counter.
+func (e *Exporter) inserts() (uint64, bool) {
+	if !e.lru {
+		return 0, false
+	}
+	c, err := e.src.Counters()
+	return c.Inserts, err == nil
+}
+
+// evicted counts what an LRU store evicted, and says whether it did:
+// entries created in it minus the n the drain found. The store took every
+// insert counted between the read after the previous swap (lastInserts)
+// and the read before this one (cnt), and some more made around the swaps:
+// so this is a lower bound, never a false alarm; it misses at most the
+// inserts made during the swaps, and after a start, the entries created
+// before it. Arrays may hold a flow in more than one slot, which this would
+// count too: LRU kinds only.
+func (e *Exporter) evicted(cnt bpf.Counters, n int) bool {
+	if !e.lru || !e.insertsOK || cnt.Inserts < e.lastInserts {
+		return false
+	}
+	ev := int64(cnt.Inserts-e.lastInserts) - int64(n)
+	if ev <= 0 {
+		return false
+	}
+	e.stats.Evicted += uint64(ev)
+	e.log.Warn("LRU flow store evicted flows: their counts are lost (raise datapath.max_flows)",
+		"evicted", ev)
+	return true
+}
+
 // keepRecords is how many records' room Scan keeps for the next scan.
 const keepRecords = 1 << 16
 
-// save persists the flow table (when the source keeps state).
-func (e *Exporter) save() error {
-	return e.src.SaveState(func(yield func(*flow.Key, *flow.State)) {
-		var st flow.State
-		for p := 0; p < e.tab.len(); p++ {
-			en := e.tab.at(p)
-			st = flow.State{
-				Period:     flow.Value{Packets: en.packets, Bytes: en.bytes, FirstNs: en.firstNs, LastNs: en.lastNs, TCPFlags: en.tcpFlags},
-				StartNs:    en.startNs,
-				LastSeen:   en.lastSeen,
-				TotPackets: en.totPackets,
-				TotBytes:   en.totBytes,
-				TotFlags:   en.totFlags,
-				TOS:        en.tos,
-			}
-			if en.finRst {
-				st.FinRst = 1
-			}
-			yield(&en.key, &st)
-		}
-	})
-}
-
 // Restore takes over what an earlier daemon left: its flow table and what
-// the data plane counted since. Call it once, before Run.
+// the data plane counted since (read, saved and cleared as in a scan).
+// Call it once, before Run.
 func (e *Exporter) Restore() (flows int, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err = e.src.Restore(func(k *flow.Key, st *flow.State) {
-		en, _ := e.tab.get(k)
-		*en = entry{
-			key: en.key, hash: en.hash, packets: st.Period.Packets, bytes: st.Period.Bytes, firstNs: st.Period.FirstNs, lastNs: st.Period.LastNs,
-			tcpFlags: st.Period.TCPFlags, startNs: st.StartNs, lastSeen: st.LastSeen,
-			totPackets: st.TotPackets, totBytes: st.TotBytes, totFlags: st.TotFlags, tos: st.TOS, finRst: st.FinRst != 0,
-		}
-	}, e.add, e.save)
-	if c, cerr := e.src.Counters(); cerr == nil {
+	defer func() { e.stats.ActiveFlows = e.tab.len() }()
+	dr, err := e.src.Restore(e.tab.set)
+	if err != nil {
+		return e.tab.len(), err
+	}
+	if _, err := e.src.Read(dr, e.add); err != nil {
+		return e.tab.len(), err
+	}
+	if err := e.src.SaveState(dr, e.tab.states); err != nil {
+		return e.tab.len(), err
+	}
+	if err := e.src.Clear(dr); err != nil {
+		return e.tab.len(), err
+	}
+	if c, err := e.src.Counters(); err == nil {
 		e.lastMissed, e.lastInserts, e.insertsOK = c.MissedPackets, c.Inserts, true
 	}
-	e.stats.ActiveFlows = e.tab.len()
-	return e.tab.len(), err
+	return e.tab.len(), nil
 }
 
 // add takes one drained flow into the table and the per-interface totals.
@@ -320,16 +333,26 @@ func (e *Exporter) flushSeen() {
 	e.seen, e.seenOn = Count{}, false
 }
 
-func (e *Exporter) send(recs []flow.Export) {
-	if len(recs) == 0 {
-		return
-	}
+// send hands the records to the sinks (which copy them), noting the
+// longest wait from a flow's end to its record's export.
+func (e *Exporter) send(c flow.Clock, recs []flow.Export) {
+	e.stats.LastLag = 0
 	for i := range recs {
 		e.stats.Records[recs[i].EndReason]++
+		if lag := time.Duration(int64(c.Wall/1e6)-int64(recs[i].EndMs)) * time.Millisecond; lag > e.stats.LastLag {
+			e.stats.LastLag = lag
+		}
 	}
-	for _, s := range e.sinks {
-		s.Enqueue(recs)
+	if len(recs) > 0 {
+		for _, s := range e.sinks {
+			s.Enqueue(recs)
+		}
 	}
+	// A large scan's room is not kept.
+	if cap(recs) > keepRecords {
+		recs = nil
+	}
+	e.out = recs[:0]
 }
 
 // Shutdown drains the data plane a last time (call it once the programs are
@@ -337,17 +360,12 @@ func (e *Exporter) send(recs []flow.Export) {
 // 4 (forced end) and closes the sinks, waiting at most until ctx ends.
 func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	c := now()
-	_, err := e.src.Drain(e.add, func() error {
-		e.send(e.tab.flush(c, flow.ForcedEnd, e.out[:0]))
-		return e.save() // nothing left for a next daemon
+	err := e.final(func(c flow.Clock) {
+		e.send(c, e.tab.flush(c, flow.ForcedEnd, e.out[:0])) // nothing left for a next daemon
 	})
 	e.stats.ActiveFlows = 0
 	sinks := e.sinks
 	e.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("final drain: %w", err)
-	}
 	return errors.Join(err, closeSinks(ctx, sinks))
 }
 
@@ -356,13 +374,32 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 // to restore. The sinks send what they have queued.
 func (e *Exporter) Suspend(ctx context.Context) error {
 	e.mu.Lock()
-	_, err := e.src.Drain(e.add, e.save)
+	err := e.final(func(flow.Clock) {})
 	sinks := e.sinks
 	e.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("final drain: %w", err)
-	}
 	return errors.Join(err, closeSinks(ctx, sinks))
+}
+
+// final is the last drain: swap, read, end (ends the flows, or not), save,
+// clear.
+func (e *Exporter) final(end func(flow.Clock)) error {
+	c := flow.Now()
+	dr, err := e.src.Swap()
+	if err == nil {
+		_, err = e.src.Read(dr, e.add)
+	}
+	if err == nil {
+		e.flushSeen()
+		end(c)
+		err = e.src.SaveState(dr, e.tab.states)
+	}
+	if err == nil {
+		err = e.src.Clear(dr)
+	}
+	if err != nil {
+		return fmt.Errorf("final drain: %w", err)
+	}
+	return nil
 }
 
 func closeSinks(ctx context.Context, sinks []Sink) error {

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"iter"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,21 +12,25 @@ import (
 
 // lruSource is a data plane whose insert counter and drains the test
 // scripts. Each scan reads the counter twice: before the swap (gaining
-// before) and in the commit, after the swap (gaining window: inserts made
-// between the first read and the swap, which the drained store holds).
+// before) and after the swap (gaining window: inserts made between the
+// first read and the swap, which the drained store holds).
 type lruSource struct {
 	inserts, before, window uint64
 	drained                 int
 	reads                   int
 }
 
-func (s *lruSource) Drain(fn func(*flow.Key, *flow.Value), commit func() error) (int, error) {
+func (s *lruSource) Swap() (bpf.Drained, error) {
+	s.inserts += s.window // made before the swap, read after it
+	return bpf.Drained{}, nil
+}
+
+func (s *lruSource) Read(_ bpf.Drained, fn func(*flow.Key, *flow.Value)) (int, error) {
 	for i := 0; i < s.drained; i++ {
 		k := flow.Key{SrcPort: uint16(i), IPVersion: 4}
 		fn(&k, &flow.Value{Packets: 1, Bytes: 60, FirstNs: 1, LastNs: 1})
 	}
-	s.inserts += s.window // made before the swap, read in the commit
-	return s.drained, commit()
+	return s.drained, nil
 }
 
 func (s *lruSource) Counters() (bpf.Counters, error) {
@@ -35,9 +40,10 @@ func (s *lruSource) Counters() (bpf.Counters, error) {
 	return bpf.Counters{Inserts: s.inserts}, nil
 }
 
-func (s *lruSource) SaveState(func(func(*flow.Key, *flow.State))) error { return nil }
-func (s *lruSource) Restore(func(*flow.Key, *flow.State), func(*flow.Key, *flow.Value), func() error) error {
-	return nil
+func (s *lruSource) SaveState(bpf.Drained, iter.Seq2[*flow.Key, *flow.State]) error { return nil }
+func (s *lruSource) Clear(bpf.Drained) error                                        { return nil }
+func (s *lruSource) Restore(func(*flow.Key, *flow.State)) (bpf.Drained, error) {
+	return bpf.Drained{}, nil
 }
 func (s *lruSource) Peek(func(*flow.Key, *flow.Value)) error { return nil }
 

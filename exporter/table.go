@@ -12,23 +12,14 @@ import (
 	"github.com/xflow-net/xflow/flow"
 )
 
-// entry is a flow and its state between two drains: 128 bytes, held
-// inline in the table (no allocation per flow).
+// entry is a flow and its state between two drains, in the form it is
+// persisted in (flow.State): 128 bytes, held inline in the table (no
+// allocation per flow). Of st.Period, only the counts, times (0 when
+// nothing is pending) and TCP flags are used; the flow's TOS and FIN/RST
+// are st's own.
 type entry struct {
 	key flow.Key
-	// Since the flow's previous record.
-	packets, bytes  uint64
-	firstNs, lastNs uint64 // of this period; 0 when nothing is pending
-	// The whole flow.
-	startNs    uint64 // its first packet
-	lastSeen   uint64 // its latest packet
-	totPackets uint64
-	totBytes   uint64
-	tcpFlags   uint32 // of this period
-	totFlags   uint32
-	hash       uint32 // of key, for the index
-	tos        uint8
-	finRst     bool
+	st  flow.State
 }
 
 // Timeouts decide when a flow's record leaves.
@@ -106,7 +97,7 @@ func (t *table) get(k *flow.Key) (e *entry, created bool) {
 		t.chunks = append(t.chunks, make([]entry, chunkLen))
 	}
 	e = t.at(t.n)
-	*e = entry{key: *k, hash: h}
+	*e = entry{key: *k}
 	t.n++
 	t.index[i] = uint64(h)<<32 | uint64(t.n)
 	return e, true
@@ -133,17 +124,21 @@ func indexLen(n int) int {
 	return l
 }
 
-// reindex makes an index of l slots and enters every flow in it.
+// reindex makes an index of l slots and enters every flow in it (with
+// the hash the old index holds).
 func (t *table) reindex(l int) {
+	old := t.index
 	t.index = make([]uint64, l)
 	mask := l - 1
-	for p := 0; p < t.n; p++ {
-		h := t.at(p).hash
-		i := int(h) & mask
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		i := int(uint32(s>>32)) & mask
 		for t.index[i] != 0 {
 			i = (i + 1) & mask
 		}
-		t.index[i] = uint64(h)<<32 | uint64(p+1)
+		t.index[i] = s
 	}
 }
 
@@ -152,7 +147,7 @@ func (t *table) reindex(l int) {
 func (t *table) remove(p int) {
 	mask := len(t.index) - 1
 	e := t.at(p)
-	i, _ := t.find(&e.key, e.hash)
+	i, _ := t.find(&e.key, t.hash(&e.key))
 	// Backward-shift deletion: pull later slots of the probe sequence into
 	// the gap, so that no lookup meets an empty slot before its key.
 	for j := (i + 1) & mask; t.index[j] != 0; j = (j + 1) & mask {
@@ -168,8 +163,8 @@ func (t *table) remove(p int) {
 	last := t.n - 1
 	if p != last {
 		l := t.at(last)
-		k, _ := t.find(&l.key, l.hash)
-		t.index[k] = uint64(l.hash)<<32 | uint64(p+1)
+		k, _ := t.find(&l.key, t.hash(&l.key))
+		t.index[k] = t.index[k]&^(1<<32-1) | uint64(p+1)
 		*e = *l
 	}
 	*t.at(last) = entry{}
@@ -202,59 +197,64 @@ func (t *table) clear() {
 // add merges counts drained from the data plane.
 func (t *table) add(k *flow.Key, v *flow.Value) {
 	e, created := t.get(k)
+	st := &e.st
 	if created {
-		e.startNs, e.tos = v.FirstNs, v.TOS
+		st.StartNs, st.TOS = v.FirstNs, v.TOS
 	}
-	if e.packets == 0 || v.FirstNs < e.firstNs {
-		e.firstNs = v.FirstNs
+	if st.Period.Packets == 0 || v.FirstNs < st.Period.FirstNs {
+		st.Period.FirstNs = v.FirstNs
 	}
-	if v.LastNs > e.lastNs {
-		e.lastNs = v.LastNs
+	if v.LastNs > st.Period.LastNs {
+		st.Period.LastNs = v.LastNs
 	}
-	if v.LastNs > e.lastSeen {
-		e.lastSeen = v.LastNs
+	if v.LastNs > st.LastSeen {
+		st.LastSeen = v.LastNs
 	}
-	if v.FirstNs < e.startNs {
-		e.startNs = v.FirstNs
-		e.tos = v.TOS
+	if v.FirstNs < st.StartNs {
+		st.StartNs = v.FirstNs
+		st.TOS = v.TOS
 	}
-	e.packets += v.Packets
-	e.bytes += v.Bytes
-	e.tcpFlags |= v.TCPFlags
-	e.totPackets += v.Packets
-	e.totBytes += v.Bytes
-	e.totFlags |= v.TCPFlags
-	if v.FinRst != 0 {
-		e.finRst = true
-	}
+	st.Period.Packets += v.Packets
+	st.Period.Bytes += v.Bytes
+	st.Period.TCPFlags |= v.TCPFlags
+	st.TotPackets += v.Packets
+	st.TotBytes += v.Bytes
+	st.TotFlags |= v.TCPFlags
+	st.FinRst |= v.FinRst
 }
 
-// clock converts kernel monotonic nanoseconds to wall-clock milliseconds.
-type clock struct {
-	monoNow uint64 // CLOCK_MONOTONIC, ns
-	wallNow int64  // Unix ns at the same moment
+// set puts a flow's persisted state in the table (Restore).
+func (t *table) set(k *flow.Key, st *flow.State) {
+	e, _ := t.get(k)
+	e.st = *st
 }
 
-func (c clock) ms(mono uint64) uint64 {
-	return uint64(c.wallNow-int64(c.monoNow-mono)) / 1e6
+// states yields every flow's state, for SaveState.
+func (t *table) states(yield func(*flow.Key, *flow.State) bool) {
+	for p := 0; p < t.n; p++ {
+		if e := t.at(p); !yield(&e.key, &e.st) {
+			return
+		}
+	}
 }
 
 // record makes the flow's record for the period since its previous one,
 // and starts a new period.
-func (e *entry) record(c clock, r flow.EndReason) flow.Export {
+func (e *entry) record(c flow.Clock, r flow.EndReason) flow.Export {
+	per := &e.st.Period
 	x := flow.Export{
-		Key: e.key, Packets: e.packets, Bytes: e.bytes,
-		StartMs: c.ms(e.firstNs), EndMs: c.ms(e.lastNs),
-		TCPFlags: uint16(e.tcpFlags), TOS: e.tos, EndReason: r,
+		Key: e.key, Packets: per.Packets, Bytes: per.Bytes,
+		StartMs: c.UnixMilli(per.FirstNs), EndMs: c.UnixMilli(per.LastNs),
+		TCPFlags: uint16(per.TCPFlags), TOS: e.st.TOS, EndReason: r,
 	}
-	e.packets, e.bytes, e.tcpFlags, e.firstNs, e.lastNs = 0, 0, 0, 0, 0
+	*per = flow.Value{}
 	return x
 }
 
 // expire appends the records due at c.monoNow to out and forgets the flows
 // that ended.
-func (t *table) expire(c clock, to Timeouts, out []flow.Export) []flow.Export {
-	now := c.monoNow
+func (t *table) expire(c flow.Clock, to Timeouts, out []flow.Export) []flow.Export {
+	now := c.Mono
 	since := func(ns uint64) time.Duration {
 		if ns >= now {
 			return 0
@@ -263,21 +263,21 @@ func (t *table) expire(c clock, to Timeouts, out []flow.Export) []flow.Export {
 	}
 	for p := 0; p < t.n; {
 		e := t.at(p)
-		idle := since(e.lastSeen)
+		idle := since(e.st.LastSeen)
 		switch {
-		case e.finRst && idle >= to.FinGrace:
-			if e.packets > 0 {
+		case e.st.FinRst != 0 && idle >= to.FinGrace:
+			if e.st.Period.Packets > 0 {
 				out = append(out, e.record(c, flow.EndOfFlow))
 			}
 			t.remove(p)
 			continue // another flow is at p now
 		case idle >= to.Inactive:
-			if e.packets > 0 {
+			if e.st.Period.Packets > 0 {
 				out = append(out, e.record(c, flow.IdleTimeout))
 			}
 			t.remove(p)
 			continue
-		case e.packets > 0 && since(e.firstNs) >= to.Active:
+		case e.st.Period.Packets > 0 && since(e.st.Period.FirstNs) >= to.Active:
 			out = append(out, e.record(c, flow.ActiveTimeout))
 		}
 		p++
@@ -295,7 +295,7 @@ const (
 // relieve ends the least recently seen flows (flowEndReason 5, lack of
 // resources) while the table is above its high watermark, down to the low
 // one, or when force is set (the data plane missed packets).
-func (t *table) relieve(c clock, force bool, out []flow.Export) []flow.Export {
+func (t *table) relieve(c flow.Clock, force bool, out []flow.Export) []flow.Export {
 	if t.max <= 0 || (!force && float64(t.n) <= highWater*float64(t.max)) {
 		return out
 	}
@@ -309,13 +309,13 @@ func (t *table) relieve(c clock, force bool, out []flow.Export) []flow.Export {
 	}
 	all := make([]aged, 0, t.n)
 	for p := 0; p < t.n; p++ {
-		all = append(all, aged{t.at(p).key, t.at(p).lastSeen})
+		all = append(all, aged{t.at(p).key, t.at(p).st.LastSeen})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].seen < all[j].seen })
 	for _, a := range all[:len(all)-target] {
 		i, _ := t.find(&a.k, t.hash(&a.k))
 		p := int(uint32(t.index[i])) - 1
-		if e := t.at(p); e.packets > 0 {
+		if e := t.at(p); e.st.Period.Packets > 0 {
 			out = append(out, e.record(c, flow.LackOfResources))
 		}
 		t.remove(p)
@@ -325,9 +325,9 @@ func (t *table) relieve(c clock, force bool, out []flow.Export) []flow.Export {
 }
 
 // flush ends every flow with reason r.
-func (t *table) flush(c clock, r flow.EndReason, out []flow.Export) []flow.Export {
+func (t *table) flush(c flow.Clock, r flow.EndReason, out []flow.Export) []flow.Export {
 	for p := 0; p < t.n; p++ {
-		if e := t.at(p); e.packets > 0 {
+		if e := t.at(p); e.st.Period.Packets > 0 {
 			out = append(out, e.record(c, r))
 		}
 	}
@@ -339,11 +339,7 @@ func (t *table) flush(c clock, r flow.EndReason, out []flow.Export) []flow.Expor
 func (t *table) snapshot(into map[flow.Key]*flow.Value) {
 	for p := 0; p < t.n; p++ {
 		e := t.at(p)
-		v := flow.Value{Packets: e.totPackets, Bytes: e.totBytes, FirstNs: e.startNs,
-			LastNs: e.lastSeen, TCPFlags: e.totFlags, TOS: e.tos}
-		if e.finRst {
-			v.FinRst = 1
-		}
+		v := e.st.Total()
 		if cur, ok := into[e.key]; ok {
 			cur.Add(&v)
 		} else {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/xflow-net/xflow/flow"
 )
@@ -17,7 +18,7 @@ func key(port uint16) flow.Key {
 }
 
 // at is a clock whose monotonic "now" is t ns, with wall time = mono + 1e12 ns.
-func at(t uint64) clock { return clock{monoNow: t, wallNow: int64(t) + 1e12} }
+func at(t uint64) flow.Clock { return flow.Clock{Mono: t, Wall: int64(t) + 1e12} }
 
 var testTimeouts = Timeouts{Active: time.Second, Inactive: 500 * time.Millisecond, FinGrace: 100 * time.Millisecond}
 
@@ -167,7 +168,7 @@ func TestTableAgainstMap(t *testing.T) {
 		}
 		for k, r := range want {
 			e := tab.lookup(&k)
-			if e == nil || e.key != k || e.packets != r.pkts || e.totPackets != r.tot {
+			if e == nil || e.key != k || e.st.Period.Packets != r.pkts || e.st.TotPackets != r.tot {
 				t.Fatalf("round %d: flow %v: %+v, want %+v", round, k.SrcPort, e, r)
 			}
 		}
@@ -178,5 +179,12 @@ func TestTableAgainstMap(t *testing.T) {
 	k := key(1)
 	if tab.lookup(&k) != nil {
 		t.Fatal("found a flow after flush")
+	}
+}
+
+// TestEntrySize: a flow costs the table 128 bytes (plus its index slot).
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 128 {
+		t.Errorf("entry is %d bytes, want 128", n)
 	}
 }

@@ -56,7 +56,8 @@ type ExportTotals struct {
 	Octets   uint64
 }
 
-// State is a flow's exporter state as persisted across daemon restarts:
+// State is a flow's exporter state, as the exporter's flow table holds it and
+// as it is persisted across daemon restarts:
 // the counts since its last record (Period) and the flow as a whole.
 type State struct {
 	Period     Value // packets, bytes, first/last ns, TCP flags since the last record
@@ -68,4 +69,11 @@ type State struct {
 	TOS        uint8
 	FinRst     uint8
 	Pad        uint16
+}
+
+// Total is the flow as a whole as a Value: its cumulative counts from its
+// first packet to its latest.
+func (s *State) Total() Value {
+	return Value{Packets: s.TotPackets, Bytes: s.TotBytes, FirstNs: s.StartNs, LastNs: s.LastSeen,
+		TCPFlags: s.TotFlags, TOS: s.TOS, FinRst: s.FinRst}
 }

@@ -1,7 +1,7 @@
 // Package metrics serves xflow's Prometheus metrics. Everything but the
 // drain-duration histogram is read from its source at scrape time: the data
 // plane's monotonic per-CPU counters, the exporter's totals and each
-// collector's, so no count is kept twice.
+// destination's, so no count is kept twice.
 package metrics
 
 import (
@@ -21,21 +21,24 @@ import (
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/sink"
 )
 
-// Collector is one export destination, as metrics label it.
-type Collector struct {
-	Address, Protocol, Transport string
-	Stats                        func() exporter.CollectorStats
+// Destination is one export destination, as metrics label it: Name is
+// the collector label (config.Collector.Name: its address, or
+// kafka://BROKERS/TOPIC).
+type Destination struct {
+	Name, Protocol, Transport string
+	Stats                     func() sink.Stats
 }
 
 // Sources are what the metrics are read from.
 type Sources struct {
-	Datapath   interface{ Counters() (bpf.Counters, error) }
-	Exporter   interface{ Stats() exporter.Stats }
-	Collectors func() []Collector // the collectors configured now
-	Interfaces []flow.Interface   // names for ifindexes
-	MaxFlows   int
+	Datapath     interface{ Counters() (bpf.Counters, error) }
+	Exporter     interface{ Stats() exporter.Stats }
+	Destinations func() []Destination // the destinations configured now
+	Interfaces   []flow.Interface     // names for ifindexes
+	MaxFlows     int
 }
 
 // Metrics is the registry and the drain histogram.
@@ -54,7 +57,7 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
 		}),
 	}
-	m.reg.MustRegister(m.drain, &collector{src: src},
+	m.reg.MustRegister(m.drain, &sourceReader{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -110,16 +113,18 @@ var (
 	dConnects    = desc("xflow_export_connects_total", "TCP connections made, by collector.", "collector", "protocol", "transport")
 )
 
-type collector struct{ src Sources }
+// sourceReader is the prometheus.Collector that reads xflow's metrics from
+// their sources at scrape time.
+type sourceReader struct{ src Sources }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *sourceReader) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dPackets, dBytes, dActive, dExported, dFill, dMissed, dMissedBytes,
 		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects} {
 		ch <- d
 	}
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -163,13 +168,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(dPartial, cnt.IPv6ExtLimit, "ipv6_ext_limit")
 		}
 	}
-	var cols []Collector
-	if c.src.Collectors != nil {
-		cols = c.src.Collectors()
+	var dsts []Destination
+	if c.src.Destinations != nil {
+		dsts = c.src.Destinations()
 	}
-	for _, col := range cols {
-		st := col.Stats()
-		l := []string{col.Address, col.Protocol, col.Transport}
+	for _, dst := range dsts {
+		st := dst.Stats()
+		l := []string{dst.Name, dst.Protocol, dst.Transport}
 		counter(dMessages, st.Messages, l...)
 		counter(dRecords, st.Records, l...)
 		counter(dOctets, st.Octets, l...)

@@ -3,7 +3,7 @@
 # iproute2 and util-linux. Modes (any of them):
 #   interop  the interop suite's peers: nfdump and tshark (Debian), goflow2
 #            (from the Go module proxy)
-#   bench    the agents `xflow bench` compares with: softflowd and pmacct
+#   bench    the agents `xflow-bench` compares with: softflowd and pmacct
 set -e
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Benchmarks only: a deterministic rotation of the flow key, shared by the
- * production programs (xflow.c) and the bare map-update programs (bare.c),
+ * production programs (xflow.c) and the bare map-update programs (bare/bare.c),
  * so that both pay for exactly the same code.
  *
  * bench_rotate_flows is a load-time constant: zero in production, where the

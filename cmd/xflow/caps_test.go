@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +16,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
 
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
@@ -80,27 +78,9 @@ func requireSetpriv(t *testing.T) {
 	testenv.Unavailable(t, why)
 }
 
-// capsLog is a daemon's standard error, safe to read while it writes.
-type capsLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *capsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *capsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type capsDaemon struct {
 	cmd  *exec.Cmd
-	log  *capsLog
+	log  *syncBuffer
 	done chan struct{} // closed when the process has exited; then err is set
 	err  error
 }
@@ -109,7 +89,7 @@ type capsDaemon struct {
 // it counts.
 func startCapsDaemon(t *testing.T, p *testnet.Pair, caps, cfg string) *capsDaemon {
 	t.Helper()
-	d := &capsDaemon{log: &capsLog{}, done: make(chan struct{})}
+	d := &capsDaemon{log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = capsCommand(p, caps, "run", "-c", cfg)
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
@@ -194,7 +174,7 @@ func runCapsToExit(t *testing.T, p *testnet.Pair, caps, cfg string) (int, string
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := capsCommand(p, caps, "run", "-c", cfg)
-	out := &capsLog{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -249,7 +229,7 @@ func TestCapabilities(t *testing.T) {
 	want := uint64(1)<<capBPF | 1<<capNetAdmin | 1<<capPerfmon
 
 	for _, c := range []struct{ tcMode, kind string }{
-		{"tcx", "percpu_hash"},
+		{tcxMode(), "percpu_hash"},
 		{"clsact", "ringbuf"},
 	} {
 		t.Run("only BPF NET_ADMIN PERFMON/"+c.tcMode+"/"+c.kind, func(t *testing.T) {
@@ -282,14 +262,14 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 			}
 
 			got := attached(t, p)
-			wantHook := map[string]string{"tcx": "tcx:", "clsact": "filter:xflow_tc_egress"}[c.tcMode]
+			wantHook := tcHook(c.tcMode)
 			if !strings.Contains(got, "xdp:") || !strings.Contains(got, wantHook) {
 				t.Fatalf("attached: %q, want xdp and %s", got, wantHook)
 			}
 			if entries, err := os.ReadDir(pin); err != nil || len(entries) == 0 {
 				t.Errorf("pins under %s: %v %v", pin, entries, err)
 			}
-			if fi, err := os.Stat(exporter.ControlSocket(pin)); err != nil || fi.Mode()&os.ModeSocket == 0 {
+			if fi, err := os.Stat(control.SocketPath(pin)); err != nil || fi.Mode()&os.ModeSocket == 0 {
 				t.Errorf("control socket: %v %v", fi, err)
 			}
 
@@ -359,8 +339,8 @@ pin_path: %s
 			if entries, _ := os.ReadDir(pin); len(entries) != 0 {
 				t.Errorf("left pinned: %v", entries)
 			}
-			if _, err := os.Stat(exporter.ControlSocket(pin)); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("control socket %s: %v", exporter.ControlSocket(pin), err)
+			if _, err := os.Stat(control.SocketPath(pin)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("control socket %s: %v", control.SocketPath(pin), err)
 			}
 		})
 	}

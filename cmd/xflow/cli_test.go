@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/internal/testenv"
 	"github.com/xflow-net/xflow/internal/testnet"
 )
@@ -32,7 +33,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	xflowBin = filepath.Join(dir, "xflow")
-	if out, err := exec.Command("go", "build", "-o", xflowBin, ".").CombinedOutput(); err != nil {
+	if bin := os.Getenv("XFLOW_TEST_BIN"); bin != "" {
+		// A prebuilt binary: the older-kernel guest has no Go toolchain
+		// (scripts/kernels).
+		xflowBin = bin
+	} else if out, err := exec.Command("go", "build", "-o", xflowBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build xflow: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -45,12 +50,31 @@ func TestMain(m *testing.M) {
 // which unlike `ip netns exec` keeps the host's /sys/fs/bpf).
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is a process's output, safe to read while exec's copying
+// goroutine writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startDaemon(t *testing.T, p *testnet.Pair, cfg string, flags ...string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &bytes.Buffer{}}
+	d := &daemon{stderr: &syncBuffer{}}
 	d.cmd = exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + p.NSNameA, xflowBin, "run", "-c", cfg}, flags...)...)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -132,6 +156,9 @@ func attached(t *testing.T, p *testnet.Pair) (desc string) {
 			}
 		}
 		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			if !kernelFeatures().Has("tcx") {
+				break // nothing can be attached through TCX (Linux before 6.6)
+			}
 			r, err := link.QueryPrograms(link.QueryOptions{Target: p.IfA, Attach: at})
 			if err != nil {
 				return err
@@ -154,7 +181,7 @@ func pinDir(t *testing.T) string {
 	dir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("xflow-test-%d", time.Now().UnixNano()))
 	t.Cleanup(func() {
 		os.RemoveAll(dir)
-		os.Remove(exporter.ControlSocket(dir)) // left by a daemon killed with -9
+		os.Remove(control.SocketPath(dir)) // left by a daemon killed with -9
 	})
 	return dir
 }
@@ -178,7 +205,7 @@ func flowsJSON(t *testing.T, p *testnet.Pair, pin string, args ...string) []map[
 func TestRunAttachDetach(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xr")
-	for _, mode := range []string{"tcx", "clsact"} {
+	for _, mode := range []string{tcxMode(), "clsact"} {
 		t.Run(mode, func(t *testing.T) {
 			pin := pinDir(t)
 			cfg := writeConfig(t, fmt.Sprintf(`
@@ -193,8 +220,11 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 			}
 			d := startDaemon(t, p, cfg)
 			got := attached(t, p)
-			if !strings.Contains(got, "xdp:") || !strings.Contains(got, map[string]string{"tcx": "tcx:", "clsact": "filter:xflow_tc_egress"}[mode]) {
+			if !strings.Contains(got, "xdp:") || !strings.Contains(got, tcHook(mode)) {
 				t.Fatalf("attached: %q", got)
+			}
+			if mode == "auto" && !strings.Contains(d.stderr.String(), "tcx (Linux 6.6)") {
+				t.Errorf("the start did not say that the kernel lacks TCX:\n%s", d.stderr)
 			}
 			sent, err := p.SendUDP(testnet.SideB, false, 9000, 5, 4, 50)
 			if err != nil {
@@ -407,4 +437,26 @@ func TestRunStartFailures(t *testing.T) {
 			t.Errorf("after SIGTERM: %q", got)
 		}
 	})
+}
+
+// TestUsage: the usage lists the commands, and the benchmark is not one
+// of them (it is cmd/xflow-bench, not part of this binary).
+func TestUsage(t *testing.T) {
+	out, err := exec.Command(xflowBin, "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xflow help: %v\n%s", err, out)
+	}
+	for _, cmd := range []string{"run", "flows", "collect", "check", "clean", "version"} {
+		if !strings.Contains(string(out), "xflow "+cmd) {
+			t.Errorf("usage lacks %q:\n%s", cmd, out)
+		}
+	}
+	if strings.Contains(string(out), "bench") {
+		t.Errorf("usage mentions bench:\n%s", out)
+	}
+	out, err = exec.Command(xflowBin, "bench").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), `unknown command "bench"`) {
+		t.Errorf("xflow bench: %v, want exit status 2 and unknown command\n%s", err, out)
+	}
 }

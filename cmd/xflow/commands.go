@@ -10,7 +10,7 @@ import (
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 )
 
 var errHelp = errors.New("help shown")
@@ -84,7 +84,7 @@ func cmdClean(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if exporter.DaemonAnswers(exporter.ControlSocket(cfg.PinPath)) {
+	if control.Answers(control.SocketPath(cfg.PinPath)) {
 		return fmt.Errorf("an xflow daemon runs with pin_path %s: stop it first", cfg.PinPath)
 	}
 	var errs []error

@@ -13,10 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xflow-net/xflow/bpf"
-	"github.com/xflow-net/xflow/exporter"
+	"github.com/xflow-net/xflow/control"
 	"github.com/xflow-net/xflow/flow"
 )
 
@@ -87,12 +85,12 @@ func cmdFlows(args []string, stdout io.Writer) error {
 // started), or, when none answers, reads the pinned maps (what was counted
 // since the daemon's last drain).
 func readFlows(pinPath string) (recs []flow.Record, p *bpf.Pinned, fromDaemon bool, err error) {
-	recs, err = exporter.FetchFlows(exporter.ControlSocket(pinPath))
+	recs, err = control.FetchFlows(control.SocketPath(pinPath))
 	if err == nil {
 		p, _ = bpf.OpenPinned(pinPath) // for the counters only
 		return recs, p, true, nil
 	}
-	if !errors.Is(err, exporter.ErrNoDaemon) {
+	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, nil, false, err
 	}
 	p, err = bpf.OpenPinned(pinPath)
@@ -107,22 +105,6 @@ func readFlows(pinPath string) (recs []flow.Record, p *bpf.Pinned, fromDaemon bo
 	return recs, p, false, nil
 }
 
-// clock converts kernel monotonic nanoseconds to wall-clock time.
-type clock struct {
-	now     time.Time
-	monoNow int64
-}
-
-func newClock() clock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return clock{now: time.Now(), monoNow: ts.Nano()}
-}
-
-func (c clock) wall(ns uint64) time.Time {
-	return c.now.Add(-time.Duration(c.monoNow - int64(ns)))
-}
-
 func showFlows(o flowsOpts, w io.Writer) error {
 	recs, p, fromDaemon, err := readFlows(o.pinPath)
 	if err != nil {
@@ -132,7 +114,8 @@ func showFlows(o flowsOpts, w io.Writer) error {
 		defer p.Close()
 	}
 	live := len(recs)
-	clk := newClock()
+	clk := flow.Now()
+	now := clk.Time(clk.Mono)
 	names := ifaceNames()
 	if o.iface != "" {
 		kept := recs[:0]
@@ -156,8 +139,8 @@ func showFlows(o flowsOpts, w io.Writer) error {
 				SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto,
 				Iface: names(k.IfIndex), Direction: k.Direction.String(), VLAN: k.VLAN,
 				Packets: v.Packets, Bytes: v.Bytes, TCPFlags: v.TCPFlags,
-				First: clk.wall(v.FirstNs).UTC().Format(rfc3339Milli),
-				Last:  clk.wall(v.LastNs).UTC().Format(rfc3339Milli),
+				First: clk.Time(v.FirstNs).UTC().Format(rfc3339Milli),
+				Last:  clk.Time(v.LastNs).UTC().Format(rfc3339Milli),
 			})
 		}
 		enc := json.NewEncoder(w)
@@ -176,13 +159,13 @@ func showFlows(o flowsOpts, w io.Writer) error {
 			endpoint(k.SrcAddr(), k.SrcPort, &k, true), endpoint(k.DstAddr(), k.DstPort, &k, false),
 			flow.ProtoName(k.Proto), names(k.IfIndex), k.Direction, vlan,
 			v.Packets, v.Bytes, tcpFlags(v.TCPFlags),
-			age(clk.now.Sub(clk.wall(v.FirstNs))), age(clk.now.Sub(clk.wall(v.LastNs))))
+			age(now.Sub(clk.Time(v.FirstNs))), age(now.Sub(clk.Time(v.LastNs))))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if !fromDaemon {
-		fmt.Fprintf(w, "no daemon answered on %s: counts since its last drain, from the pinned maps\n", exporter.ControlSocket(o.pinPath))
+		fmt.Fprintf(w, "no daemon answered on %s: counts since its last drain, from the pinned maps\n", control.SocketPath(o.pinPath))
 	}
 	if p == nil {
 		return nil

@@ -20,9 +20,6 @@ Usage:
                               print the records it receives
   xflow check  -c FILE        validate a configuration without touching the kernel
   xflow clean  -c FILE        remove what xflow left attached and pinned
-  xflow bench  [--out DIR] [--runs N] [--parts LIST] [--quick]
-                              measure the data plane, the agent end to end
-                              and the exporter; write tables and plots
   xflow version
 
 Run "xflow COMMAND -h" for a command's flags.
@@ -63,8 +60,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout)
 	case "clean":
 		err = cmdClean(args[1:], stdout)
-	case "bench":
-		err = cmdBench(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "xflow", version)
 	case "help", "-h", "-help", "--help":

@@ -433,6 +433,9 @@ func (e *Encoder) flush(send func([]byte) error) error {
 // the session started: after a failed Encode, what did go out.
 func (e *Encoder) Sent() uint64 { return e.sent }
 
+// Unexportable is 0: IPFIX carries every record.
+func (e *Encoder) Unexportable() uint64 { return 0 }
+
 // field is a field specifier: an IANA information element and its length.
 type field struct{ id, length uint16 }
 

@@ -498,6 +498,9 @@ func (e *Encoder) flush(send func([]byte) error) error {
 // the session started: after a failed Encode, what did go out.
 func (e *Encoder) Sent() uint64 { return e.sent }
 
+// Unexportable is 0: NetFlow v9 carries every record.
+func (e *Encoder) Unexportable() uint64 { return 0 }
+
 // field is a field specifier: a field type and its length.
 type field struct{ typ, length uint16 }
 

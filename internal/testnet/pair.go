@@ -182,12 +182,12 @@ func newPair(t testing.TB, prefix string) (_ *Pair, err error) {
 		}
 	}
 
-	hA, err := netlink.NewHandleAt(p.NSA)
+	hA, err := netlink.NewHandleAt(p.NSA, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
 	defer hA.Close()
-	hB, err := netlink.NewHandleAt(p.NSB)
+	hB, err := netlink.NewHandleAt(p.NSB, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}

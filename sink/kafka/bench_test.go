@@ -72,27 +72,27 @@ func benchProduce(b *testing.B, format string) {
 	recs := benchRecords()
 	// Warm up: metadata, connections, producer ID.
 	d.Enqueue(recs[:1])
-	for d.Stats().Records < 1 {
+	for d.Totals().Records < 1 {
 		time.Sleep(time.Millisecond)
 	}
-	base := d.Stats().Records
+	base := d.Totals().Records
 	b.ResetTimer()
 	for n := 0; n < b.N; {
 		batch := recs[:min(len(recs), b.N-n)]
-		for d.Stats().Queued > bound-int64(len(batch)) {
+		for d.Totals().Queued > bound-int64(len(batch)) {
 			time.Sleep(100 * time.Microsecond)
 		}
 		d.Enqueue(batch)
 		n += len(batch)
 	}
-	for d.Stats().Records-base < uint64(b.N) {
-		if st := d.Stats(); st.Dropped > 0 || st.Errors > 0 {
+	for d.Totals().Records-base < uint64(b.N) {
+		if st := d.Totals(); st.Dropped > 0 || st.Errors > 0 {
 			b.Fatalf("stats %+v", st)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
 	b.StopTimer()
-	st := d.Stats()
+	st := d.Totals()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(st.Bytes)/float64(st.Records), "B/record")
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/xflow-net/xflow/config"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/sink"
 )
 
 // DefaultQueueRecords bounds the records not yet acknowledged when
@@ -310,14 +311,26 @@ func (d *Destination) Close(ctx context.Context) error {
 		d.dropped.Add(uint64(n))
 		d.outstanding.Add(-n)
 	}
-	if st := d.Stats(); err == nil && st.Records == 0 && st.Errors > 0 {
+	if st := d.Totals(); err == nil && st.Records == 0 && st.Errors > 0 {
 		err = fmt.Errorf("kafka %s: nothing delivered: %s", d.o.Topic, st.LastError)
 	}
 	return err
 }
 
-// Stats returns the destination's totals.
-func (d *Destination) Stats() Stats {
+// Stats returns the destination's totals in the shape of every
+// destination's (sink.Stats), for the daemon's metrics and log: one Kafka
+// record is one message.
+func (d *Destination) Stats() sink.Stats {
+	st := d.Totals()
+	return sink.Stats{
+		Messages: st.Records, Records: st.Records, Octets: st.Bytes,
+		SendErrors: st.Errors, DroppedRecords: st.Dropped,
+		Connects: st.Connects, Queued: st.Queued,
+	}
+}
+
+// Totals returns the destination's totals.
+func (d *Destination) Totals() Stats {
 	d.latMu.Lock()
 	lat := d.lat
 	lat.Buckets = append([]uint64(nil), d.lat.Buckets...)

@@ -254,7 +254,7 @@ func TestProtobufMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	st := d.Stats()
+	st := d.Totals()
 	if st.Records != 500 || st.Dropped != 0 || st.Errors != 0 || st.Queued != 0 || st.Latency.Count != 500 {
 		t.Errorf("stats %+v", st)
 	}
@@ -469,7 +469,7 @@ func TestTLSAndSCRAM(t *testing.T) {
 		if err := closeDest(t, d, 10*time.Second); err != nil {
 			t.Fatalf("%s: %v", mech.Mechanism, err)
 		}
-		if st := d.Stats(); st.Records != 50 || st.Errors != 0 || st.ConnectErrors != 0 {
+		if st := d.Totals(); st.Records != 50 || st.Errors != 0 || st.ConnectErrors != 0 {
 			t.Errorf("%s: stats %+v", mech.Mechanism, st)
 		}
 	}
@@ -482,13 +482,13 @@ func TestTLSAndSCRAM(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		d := start(t, Options{Brokers: c.ListenAddrs(), Topic: topic, TLS: client, SASL: SASL{"scram-sha-512", "xflow", "wrong"}})
 		d.Enqueue(recs)
-		waitFor(t, 10*time.Second, func() bool { return d.Stats().ConnectErrors > 0 })
-		st := d.Stats()
+		waitFor(t, 10*time.Second, func() bool { return d.Totals().ConnectErrors > 0 })
+		st := d.Totals()
 		if !strings.Contains(st.LastError, `SASL authentication failed: the brokers rejected user "xflow" with mechanism scram-sha-512: check sasl.username and the password`) {
 			t.Errorf("last error %q", st.LastError)
 		}
 		err := closeDest(t, d, time.Second)
-		if st := d.Stats(); err == nil || !strings.Contains(err.Error(), "SASL authentication failed") || st.Records != 0 || st.Dropped != 50 {
+		if st := d.Totals(); err == nil || !strings.Contains(err.Error(), "SASL authentication failed") || st.Records != 0 || st.Dropped != 50 {
 			t.Errorf("Close = %v, stats %+v; want an error and 50 dropped", err, st)
 		}
 		t.Logf("Close: %v", err)
@@ -497,8 +497,8 @@ func TestTLSAndSCRAM(t *testing.T) {
 		_, other := testCerts(t)
 		d := start(t, Options{Brokers: c.ListenAddrs(), Topic: topic, TLS: other, SASL: SASL{"scram-sha-512", "xflow", "s3cret"}})
 		d.Enqueue(recs)
-		waitFor(t, 10*time.Second, func() bool { return d.Stats().ConnectErrors > 0 })
-		if st := d.Stats(); !strings.Contains(st.LastError, "TLS: the broker's certificate is not trusted") {
+		waitFor(t, 10*time.Second, func() bool { return d.Totals().ConnectErrors > 0 })
+		if st := d.Totals(); !strings.Contains(st.LastError, "TLS: the broker's certificate is not trusted") {
 			t.Errorf("last error %q", st.LastError)
 		}
 	})
@@ -579,7 +579,7 @@ func TestBrokersDown(t *testing.T) {
 	d := start(t, Options{Brokers: c.ListenAddrs(), Topic: topic, QueueRecords: bound, PartitionKey: "conversation"})
 	recs := testRecords(5000)
 	d.Enqueue(recs[:1000])
-	waitFor(t, 10*time.Second, func() bool { return d.Stats().Records == 1000 })
+	waitFor(t, 10*time.Second, func() bool { return d.Totals().Records == 1000 })
 
 	g.set(true)
 	downAt := time.Now()
@@ -590,17 +590,17 @@ func TestBrokersDown(t *testing.T) {
 		sent += 500
 		time.Sleep(500 * time.Millisecond)
 	}
-	st := d.Stats()
+	st := d.Totals()
 	if st.Records != 1000 || st.Queued != bound || st.Dropped != 1000 {
 		t.Errorf("while down: stats %+v; want 1000 delivered, %d queued, 1000 dropped", st, bound)
 	}
 	time.Sleep(time.Until(downAt.Add(5 * time.Second)))
 	g.set(false)
-	waitFor(t, 30*time.Second, func() bool { return d.Stats().Queued == 0 })
+	waitFor(t, 30*time.Second, func() bool { return d.Totals().Queued == 0 })
 	if err := closeDest(t, d, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	st = d.Stats()
+	st = d.Totals()
 	if st.Records != 4000 || st.Dropped != 1000 || st.Errors != 0 {
 		t.Errorf("after: stats %+v; want 4000 delivered, 1000 dropped", st)
 	}
@@ -652,7 +652,7 @@ func TestEnqueueCopies(t *testing.T) {
 			t.Errorf("record %d: packets %d: the caller's slice was kept", m.SequenceNum, m.Packets)
 		}
 	}
-	if st := d.Stats(); st.Dropped != 10 {
+	if st := d.Totals(); st.Dropped != 10 {
 		t.Errorf("dropped %d, want 10", st.Dropped)
 	}
 }

@@ -21,7 +21,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
-#include "include/types.h"
+#include "include/types.h" /* bpf/include, with -I.. */
 #include "include/bench.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";

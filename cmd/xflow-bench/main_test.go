@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
@@ -13,18 +14,37 @@ import (
 	"github.com/xflow-net/xflow/internal/testenv"
 )
 
-// TestBenchCommand runs `xflow bench` in its quick mode (the data plane
+// benchBin is xflow-bench, built once by TestMain.
+var benchBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xflow-bench-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	benchBin = filepath.Join(dir, "xflow-bench")
+	if out, err := exec.Command("go", "build", "-o", benchBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build xflow-bench: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestBenchCommand runs `xflow-bench` in its quick mode (the data plane
 // and exporter parts; the end-to-end part has its own test in bench/) and
 // checks what it writes: the tables, results.json and decodable plots.
 // It asserts no timing: only that the figures exist and the counts held.
 func TestBenchCommand(t *testing.T) {
 	testenv.RequireRoot(t)
 	out := filepath.Join(t.TempDir(), "results")
-	cmd := exec.Command(xflowBin, "bench", "--quick", "--runs", "2", "--parts", "dataplane,exporter", "--out", out, "-q")
+	cmd := exec.Command(benchBin, "--quick", "--runs", "2", "--parts", "dataplane,exporter", "--out", out, "-q")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("xflow bench: %v\n%s%s", err, stdout.String(), stderr.String())
+		t.Fatalf("xflow-bench: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
@@ -80,16 +100,29 @@ func TestBenchUsage(t *testing.T) {
 		// Root: the directory check comes before any measurement.
 		file := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(file, nil, 0o644)
-		out, err := exec.Command(xflowBin, "bench", "--out", filepath.Join(file, "results")).CombinedOutput()
+		out, err := exec.Command(benchBin, "--out", filepath.Join(file, "results"), "--parts", "dataplane").CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--out: mkdir") {
-			t.Errorf("xflow bench --out under a file: %v\n%s", err, out)
+			t.Errorf("xflow-bench --out under a file: %v\n%s", err, out)
 		}
 	}
-	for _, args := range [][]string{{"--parts", "dataplane,warp"}, {"--runs", "0"}, {"extra"}} {
-		cmd := exec.Command(xflowBin, append([]string{"bench"}, args...)...)
+	for _, args := range [][]string{{"--parts", "dataplane,warp"}, {"--runs", "0"}, {"extra"}, {"bench"},
+		{"--parts", "endtoend", "--xflow", "/nonexistent/xflow"}} {
+		cmd := exec.Command(benchBin, args...)
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-			t.Errorf("xflow bench %v: %v (want exit status 2)\n%s", args, err, out)
+			t.Errorf("xflow-bench %v: %v (want exit status 2)\n%s", args, err, out)
+		}
+	}
+}
+
+func TestBenchHelp(t *testing.T) {
+	out, err := exec.Command(benchBin, "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xflow-bench -h: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Usage: xflow-bench", "-out", "-runs", "-parts", "-quick", "-xflow"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("xflow-bench -h lacks %q:\n%s", want, out)
 		}
 	}
 }

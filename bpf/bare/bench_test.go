@@ -1,4 +1,4 @@
-package bpf
+package bare
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/internal/testenv"
 )
 
@@ -56,7 +57,11 @@ func runBench(b *testing.B, p *ebpf.Program, frame []byte, warmup int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if ret != passVerdict(p) {
+	want := ^uint32(0) // TC_ACT_UNSPEC (-1)
+	if p.Type() == ebpf.XDP {
+		want = 2 // XDP_PASS
+	}
+	if ret != want {
 		b.Fatalf("program returned %d", ret)
 	}
 	b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
@@ -64,28 +69,29 @@ func runBench(b *testing.B, p *ebpf.Program, frame []byte, warmup int) {
 
 // BenchmarkDataPlane measures the real XDP program per packet, for each
 // map kind, at 1 and 64Ki flows, beside the bare map update of the same
-// kind and size (bpf/bare.c) and two baselines: XDP_PASS, and the program
+// kind and size (bare.c) and two baselines: XDP_PASS, and the program
 // stopped before the store (parse only). Flows are made by the
 // benchmark-only rotation of the source address; a warm-up of exactly as
 // many packets as flows creates them all, so every timed packet is an
-// update. `xflow bench` measures the same, and more, with medians.
+// update. `xflow-bench` measures the same, and more, with medians.
 func BenchmarkDataPlane(b *testing.B) {
 	testenv.RequireRoot(b)
 	frame := benchFrame(b)
 	b.Run("xdp_pass", func(b *testing.B) { runBench(b, xdpPass(b), frame, 0) })
 	b.Run("parse_only", func(b *testing.B) {
-		d, err := Load(Options{Kind: KindPerCPUHash, MaxFlows: 1, BenchRotateFlows: 1, BenchParseOnly: true})
+		d, err := LoadDatapath(DatapathOptions{Options: bpf.Options{Kind: bpf.KindPerCPUHash, MaxFlows: 1},
+			RotateFlows: 1, ParseOnly: true})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer d.Close()
-		runBench(b, d.objs.XflowXdp, frame, 0)
+		runBench(b, d.Programs().XDP, frame, 0)
 	})
-	for _, k := range Kinds() {
+	for _, k := range bpf.Kinds() {
 		for _, flows := range []uint32{1, 65536} {
-			opts := Options{Kind: k, MaxFlows: BenchStoreSize(k, flows), RingSize: 1 << 26, BenchRotateFlows: flows}
+			opts := bpf.Options{Kind: k, MaxFlows: StoreSize(k, flows), RingSize: 1 << 26}
 			b.Run(fmt.Sprintf("%s/flows=%d/bare", k, flows), func(b *testing.B) {
-				bare, err := LoadBare(opts)
+				bare, err := Load(Options{Kind: k, MaxFlows: opts.MaxFlows, RingSize: opts.RingSize, RotateFlows: flows})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -100,18 +106,18 @@ func BenchmarkDataPlane(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/flows=%d/xflow", k, flows), func(b *testing.B) {
-				d, err := Load(opts)
+				d, err := LoadDatapath(DatapathOptions{Options: opts, RotateFlows: flows})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer d.Close()
-				var stop func()
-				if k == KindRingbuf {
-					stop = drainRing(b, d)
-				}
-				runBench(b, d.objs.XflowXdp, frame, int(flows))
-				if stop != nil {
-					stop()
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- d.RunRing(ctx) }()
+				runBench(b, d.Programs().XDP, frame, int(flows))
+				cancel()
+				if err := <-done; err != nil {
+					b.Error(err)
 				}
 			})
 		}

@@ -1,4 +1,4 @@
-package exporter
+package sink
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 func testRecords(n int) []flow.Export {
 	recs := make([]flow.Export, n)
 	for i := range recs {
-		recs[i] = flow.Export{Key: key(uint16(1000 + i)), Packets: uint64(i + 1), Bytes: uint64(100 * (i + 1)),
+		k := flow.Key{SrcPort: uint16(1000 + i), DstPort: 80, Proto: 17, IPVersion: 4}
+		k.Src[10], k.Src[11], k.Src[15] = 0xff, 0xff, 1
+		recs[i] = flow.Export{Key: k, Packets: uint64(i + 1), Bytes: uint64(100 * (i + 1)),
 			StartMs: 1_700_000_000_000, EndMs: 1_700_000_000_500, EndReason: flow.IdleTimeout}
 	}
 	return recs
@@ -30,7 +32,7 @@ func TestUDPTemplateRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer coll.Close()
-	c, err := NewCollector(CollectorOptions{Address: coll.Addr().String(), Transport: "udp",
+	c, err := New(Options{Address: coll.Addr().String(), Transport: "udp",
 		Encoder:         ipfix.NewEncoder(ipfix.Options{ObservationDomain: 7, MTU: 512}),
 		TemplateRefresh: 100 * time.Millisecond,
 		Interfaces:      []flow.Interface{{Index: 1, Name: "eth0"}}})
@@ -59,7 +61,7 @@ func TestUDPTemplateRefresh(t *testing.T) {
 	}
 	cs := c.Stats()
 	if cs.Records != 70 || cs.DroppedRecords != 0 {
-		t.Errorf("sink stats %+v", cs)
+		t.Errorf("destination stats %+v", cs)
 	}
 }
 
@@ -67,7 +69,7 @@ func TestUDPTemplateRefresh(t *testing.T) {
 // QueueRecords records queued; the rest are dropped and counted, and
 // Enqueue never blocks.
 func TestQueueBound(t *testing.T) {
-	c, err := NewCollector(CollectorOptions{Address: "127.0.0.1:9", Transport: "tcp",
+	c, err := New(Options{Address: "127.0.0.1:9", Transport: "tcp",
 		Encoder: ipfix.NewEncoder(ipfix.Options{}), QueueRecords: 1000, TemplateRefresh: time.Minute})
 	if err != nil {
 		t.Fatal(err)

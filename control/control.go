@@ -1,4 +1,6 @@
-package exporter
+// Package control is the daemon's control socket: a unix socket on which
+// `xflow flows` asks the running daemon for its live flows.
+package control
 
 import (
 	"encoding/gob"
@@ -14,18 +16,18 @@ import (
 	"github.com/xflow-net/xflow/flow"
 )
 
-// ControlDir holds the daemons' control sockets.
-const ControlDir = "/run/xflow"
+// Dir holds the daemons' control sockets.
+const Dir = "/run/xflow"
 
-// ControlSocket is the control socket of the daemon that pins its maps
-// under pinPath (one daemon per pin path).
-func ControlSocket(pinPath string) string {
+// SocketPath is the control socket of the daemon that pins its maps under
+// pinPath (one daemon per pin path).
+func SocketPath(pinPath string) string {
 	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinPath), "/"), "/", "_")
-	return filepath.Join(ControlDir, name+".sock")
+	return filepath.Join(Dir, name+".sock")
 }
 
-// DaemonAnswers says whether a live daemon answers on the control socket.
-func DaemonAnswers(path string) bool {
+// Answers says whether a live daemon answers on the control socket.
+func Answers(path string) bool {
 	c, err := net.DialTimeout("unix", path, 200*time.Millisecond)
 	if err != nil {
 		return false
@@ -34,16 +36,22 @@ func DaemonAnswers(path string) bool {
 	return true
 }
 
-// ServeControl answers `xflow flows` on a unix socket (mode 0600) until
-// stop is called: each connection gets the live flows with cumulative
-// counts, gob encoded, and is closed. stop removes the socket.
-func ServeControl(path string, e *Exporter, log *slog.Logger) (stop func(), err error) {
+// Snapshotter is what the control socket serves: the live flows with
+// their cumulative counts (exporter.Exporter).
+type Snapshotter interface {
+	Snapshot() ([]flow.Record, error)
+}
+
+// Serve answers `xflow flows` on a unix socket (mode 0600) until stop is
+// called: each connection gets src's live flows, gob encoded, and is
+// closed. stop removes the socket.
+func Serve(path string, src Snapshotter, log *slog.Logger) (stop func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	// A socket file left by a daemon that died is in the way; one that a
 	// live daemon answers on is not ours to take.
-	if DaemonAnswers(path) {
+	if Answers(path) {
 		return nil, fmt.Errorf("control socket %s: another xflow daemon answers there (same pin_path?)", path)
 	}
 	os.Remove(path)
@@ -65,21 +73,24 @@ func ServeControl(path string, e *Exporter, log *slog.Logger) (stop func(), err 
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				recs, err := e.Snapshot()
-				if err != nil {
-					log.Warn("control: snapshot", "err", err)
-					return
-				}
-				if err := gob.NewEncoder(c).Encode(recs); err != nil {
-					log.Debug("control: send", "err", err)
-				}
-			}()
+			go answer(c, src, log)
 		}
 	}()
 	return stop, nil
+}
+
+// answer sends src's flows on one connection and closes it.
+func answer(c net.Conn, src Snapshotter, log *slog.Logger) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	recs, err := src.Snapshot()
+	if err != nil {
+		log.Warn("control: snapshot", "err", err)
+		return
+	}
+	if err := gob.NewEncoder(c).Encode(recs); err != nil {
+		log.Debug("control: send", "err", err)
+	}
 }
 
 // ErrNoDaemon says no daemon answers on the control socket.
