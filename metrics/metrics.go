@@ -110,7 +110,8 @@ var (
 	dDropped     = desc("xflow_export_dropped_records_total", "Flow records never delivered (queue full, lost with a TCP connection), by collector.", "collector", "protocol", "transport")
 	dUnexport    = desc("xflow_export_unexportable_records_total", "Flow records the protocol cannot carry (IPv6 to NetFlow v5), by collector.", "collector", "protocol", "transport")
 	dQueued      = desc("xflow_export_queued_records", "Flow records waiting for the collector.", "collector", "protocol", "transport")
-	dConnects    = desc("xflow_export_connects_total", "TCP connections made, by collector.", "collector", "protocol", "transport")
+	dConnects    = desc("xflow_export_connects_total", "TCP connections made (Kafka: to brokers), by collector.", "collector", "protocol", "transport")
+	dLatency     = desc("xflow_export_latency_seconds", "Time from a record's enqueue to its delivery, by collector; only destinations that see delivery (Kafka: acknowledged by the brokers).", "collector", "protocol", "transport")
 )
 
 // sourceReader is the prometheus.Collector that reads xflow's metrics from
@@ -119,7 +120,7 @@ type sourceReader struct{ src Sources }
 
 func (c *sourceReader) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dPackets, dBytes, dActive, dExported, dFill, dMissed, dMissedBytes,
-		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects} {
+		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects, dLatency} {
 		ch <- d
 	}
 }
@@ -183,5 +184,12 @@ func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 		counter(dUnexport, st.Unexportable, l...)
 		gauge(dQueued, float64(st.Queued), l...)
 		counter(dConnects, st.Connects, l...)
+		if h := st.Latency; h.Bounds != nil {
+			buckets := make(map[float64]uint64, len(h.Bounds))
+			for i, b := range h.Bounds {
+				buckets[b.Seconds()] = h.Counts[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(dLatency, h.Count, h.Sum.Seconds(), buckets, l...)
+		}
 	}
 }

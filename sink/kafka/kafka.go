@@ -326,6 +326,8 @@ func (d *Destination) Stats() sink.Stats {
 		Messages: st.Records, Records: st.Records, Octets: st.Bytes,
 		SendErrors: st.Errors, DroppedRecords: st.Dropped,
 		Connects: st.Connects, Queued: st.Queued,
+		Latency: sink.Histogram{Bounds: LatencyBuckets, Counts: st.Latency.Buckets,
+			Count: st.Latency.Count, Sum: st.Latency.Sum},
 	}
 }
 

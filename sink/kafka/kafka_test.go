@@ -258,6 +258,11 @@ func TestProtobufMessages(t *testing.T) {
 	if st.Records != 500 || st.Dropped != 0 || st.Errors != 0 || st.Queued != 0 || st.Latency.Count != 500 {
 		t.Errorf("stats %+v", st)
 	}
+	// The same totals as every destination's (the daemon's metrics).
+	if ss := d.Stats(); ss.Records != 500 || ss.Messages != 500 || ss.DroppedRecords != 0 || ss.Queued != 0 ||
+		ss.Latency.Count != 500 || len(ss.Latency.Bounds) != len(ss.Latency.Counts) || ss.Latency.Counts[len(ss.Latency.Counts)-1] != 500 {
+		t.Errorf("sink stats %+v", ss)
+	}
 	got := consume(t, c.ListenAddrs(), len(recs), 10*time.Second)
 	var size uint64
 	seen := map[uint32]bool{}
