@@ -54,6 +54,7 @@ type destinations struct {
 	ifaces []flow.Interface
 	boot   time.Time
 	log    *slog.Logger
+	queue  int // Options.QueueRecords
 
 	mu      sync.Mutex
 	entries []destEntry
@@ -96,8 +97,11 @@ func (s *destinations) build(cfg *config.Config) (unused []destination, err erro
 }
 
 // queueRecords is a destination's queue bound: one scan may end every
-// flow the data plane holds, so room for two.
-func queueRecords(cfg *config.Config) int {
+// flow the data plane holds, so room for two (unless Options say).
+func (s *destinations) queueRecords(cfg *config.Config) int {
+	if s.queue > 0 {
+		return s.queue
+	}
 	return max(1<<18, 2*int(cfg.Datapath.MaxFlows))
 }
 
@@ -109,7 +113,7 @@ func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (
 		if err != nil {
 			return nil, err
 		}
-		o.Interfaces, o.Logger, o.QueueRecords = s.ifaces, s.log, queueRecords(cfg)
+		o.Interfaces, o.Logger, o.QueueRecords = s.ifaces, s.log, s.queueRecords(cfg)
 		d, err := kafka.New(o)
 		if err != nil {
 			return nil, fmt.Errorf("collector %s: %w", cc.Name(), err)
@@ -136,7 +140,7 @@ func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (
 		TemplateRefresh: cfg.Export.TemplateRefresh,
 		Interfaces:      s.ifaces,
 		Logger:          s.log,
-		QueueRecords:    queueRecords(cfg),
+		QueueRecords:    s.queueRecords(cfg),
 	})
 }
 
