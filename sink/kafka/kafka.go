@@ -137,10 +137,11 @@ type Latency struct {
 
 // Destination produces flow records to one Kafka topic.
 type Destination struct {
-	o   Options
-	log *slog.Logger
-	cl  *kgo.Client
-	q   chan []flow.Export
+	o    Options
+	name string // kafka://BROKERS/TOPIC, as config.Collector.Name
+	log  *slog.Logger
+	cl   *kgo.Client
+	q    chan []flow.Export
 
 	outstanding atomic.Int64 // accepted and not yet acknowledged or dropped
 	records, bytes, errs, dropped,
@@ -189,7 +190,8 @@ func New(o Options) (*Destination, error) {
 		return nil, fmt.Errorf("kafka: partition key %q: want none, addresses or conversation", o.PartitionKey)
 	}
 	d := &Destination{o: o, done: make(chan struct{}), q: make(chan []flow.Export, 4096)}
-	d.log = o.Logger.With("collector", "kafka://"+strings.Join(o.Brokers, ",")+"/"+o.Topic)
+	d.name = "kafka://" + strings.Join(o.Brokers, ",") + "/" + o.Topic
+	d.log = o.Logger.With("collector", d.name)
 	d.lat.Buckets = make([]uint64, len(LatencyBuckets))
 
 	opts, err := d.clientOptions()
@@ -198,7 +200,7 @@ func New(o Options) (*Destination, error) {
 	}
 	d.cl, err = kgo.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka %s: %w", o.Topic, err)
+		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	go func() {
@@ -297,7 +299,7 @@ func (d *Destination) Close(ctx context.Context) error {
 		<-d.done
 	}
 	if ferr := d.cl.Flush(ctx); ferr != nil {
-		err = fmt.Errorf("kafka %s: %d records not delivered at shutdown", d.o.Topic, d.outstanding.Load())
+		err = fmt.Errorf("collector %s: %d records not delivered at shutdown", d.name, d.outstanding.Load())
 		if p := d.lastErr.Load(); p != nil {
 			err = fmt.Errorf("%w (last error: %s)", err, *p)
 		}
@@ -312,7 +314,7 @@ func (d *Destination) Close(ctx context.Context) error {
 		d.outstanding.Add(-n)
 	}
 	if st := d.Totals(); err == nil && st.Records == 0 && st.Errors > 0 {
-		err = fmt.Errorf("kafka %s: nothing delivered: %s", d.o.Topic, st.LastError)
+		err = fmt.Errorf("collector %s: nothing delivered: %s", d.name, st.LastError)
 	}
 	return err
 }
