@@ -49,7 +49,8 @@ func (f kflow) String() string {
 // destination (a kfake cluster of three brokers, a topic of six
 // partitions): every record the IPFIX collector decoded is in Kafka, as a
 // FlowMessage that goflow2's package decodes to the same fields, and no
-// other.
+// other; /metrics shows the Kafka destination's records, bytes, drops,
+// errors, queue and produce latency under its name.
 func TestExportKafka(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xk")
@@ -96,6 +97,22 @@ export:
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
+	// /metrics shows the Kafka destination under its name: every record
+	// the IPFIX collector has, delivered, with its produce latency.
+	l := fmt.Sprintf(`{collector="kafka://%s/flows",protocol="kafka",transport="tcp"}`, strings.Join(cluster.ListenAddrs(), ","))
+	var m map[string]float64
+	waitFor(t, 10*time.Second, "the Kafka destination's records in /metrics", func() bool {
+		m = scrape(t, p, "127.0.0.1:9180")
+		mu.Lock()
+		n := len(ipfixFlows)
+		mu.Unlock()
+		return n > 0 && m["xflow_export_records_total"+l] == float64(n) && m["xflow_export_queued_records"+l] == 0
+	})
+	if m["xflow_export_dropped_records_total"+l] != 0 || m["xflow_export_send_errors_total"+l] != 0 ||
+		m["xflow_export_latency_seconds_count"+l] != m["xflow_export_records_total"+l] || m["xflow_export_bytes_total"+l] == 0 {
+		t.Errorf("Kafka metrics:\n%s", grepMetrics(m, l))
+	}
+	t.Logf("Kafka metrics:\n%s", grepMetrics(m, l))
 	if err := d.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("xflow run: %v\n%s", err, d.stderr)
 	}
@@ -177,4 +194,16 @@ func fromMessage(m *flowpb.FlowMessage) kflow {
 		f.ifindex, f.egress = m.OutIf, true
 	}
 	return f
+}
+
+// grepMetrics lists the metrics with labels l.
+func grepMetrics(m map[string]float64, l string) string {
+	var out []string
+	for k, v := range m {
+		if strings.HasSuffix(k, l) {
+			out = append(out, fmt.Sprintf("%s %v", strings.TrimSuffix(k, l), v))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
