@@ -141,7 +141,7 @@ type Destination struct {
 	name string // kafka://BROKERS/TOPIC, as config.Collector.Name
 	log  *slog.Logger
 	cl   *kgo.Client
-	q    chan []flow.Export
+	q    chan batch
 
 	outstanding atomic.Int64 // accepted and not yet acknowledged or dropped
 	records, bytes, errs, dropped,
@@ -189,7 +189,7 @@ func New(o Options) (*Destination, error) {
 	default:
 		return nil, fmt.Errorf("kafka: partition key %q: want none, addresses or conversation", o.PartitionKey)
 	}
-	d := &Destination{o: o, done: make(chan struct{}), q: make(chan []flow.Export, 4096)}
+	d := &Destination{o: o, done: make(chan struct{}), q: make(chan batch, 4096)}
 	d.name = "kafka://" + strings.Join(o.Brokers, ",") + "/" + o.Topic
 	d.log = o.Logger.With("collector", d.name)
 	d.lat.Buckets = make([]uint64, len(LatencyBuckets))
@@ -277,10 +277,10 @@ func (d *Destination) Enqueue(recs []flow.Export) {
 		return
 	}
 	n := int64(len(recs))
-	batch := append([]flow.Export(nil), recs...)
+	b := batch{recs: append([]flow.Export(nil), recs...), at: time.Now()}
 	d.outstanding.Add(n)
 	select {
-	case d.q <- batch:
+	case d.q <- b:
 	default:
 		d.outstanding.Add(-n)
 		d.dropped.Add(uint64(n))
@@ -350,12 +350,21 @@ func (d *Destination) Totals() Stats {
 	return st
 }
 
-// run encodes the queued batches and hands them to the client.
+// batch is what one Enqueue accepted, and when.
+type batch struct {
+	recs []flow.Export
+	at   time.Time
+}
+
+// run encodes the queued batches and hands them to the client. A
+// record's Kafka timestamp is when it was enqueued: its produce latency
+// runs from there.
 func (d *Destination) run() {
 	enc := newEncoder(d.o.Format, d.o.ObservationDomain, d.o.SamplingRate, d.o.SamplerAddress, d.o.Interfaces)
 	var seq uint32
 	var slab []byte
-	for batch := range d.q {
+	for b := range d.q {
+		batch := b.recs
 		if d.ctx.Err() != nil {
 			d.outstanding.Add(-int64(len(batch)))
 			d.dropped.Add(uint64(len(batch)))
@@ -380,7 +389,7 @@ func (d *Destination) run() {
 			}
 			// A grown slab moved: earlier records keep the old array,
 			// which stays alive through them.
-			recs[i] = kgo.Record{Key: key, Value: value, Timestamp: now}
+			recs[i] = kgo.Record{Key: key, Value: value, Timestamp: b.at}
 		}
 		for i := range recs {
 			d.cl.Produce(d.ctx, &recs[i], d.promise)
