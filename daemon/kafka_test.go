@@ -419,6 +419,11 @@ func TestKafkaBrokersDown(t *testing.T) {
 `, ipfix.c.Addr(), brokerList(cluster), kafkaTopic))
 	const bound = 100
 	r := runDaemon(t, p, cfg, Options{QueueRecords: bound})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log (kafka):\n%s", grep(r.log.String(), "kafka"))
+		}
+	})
 	name := kafkaName(cluster)
 	km := func() destMetrics { return kafkaMetrics(t, p, name, "tcp") }
 	// settled: the Kafka destination was given every record the IPFIX
