@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/xflow-net/xflow/bpf/kind"
@@ -73,12 +75,76 @@ type Export struct {
 	Collectors        []Collector
 }
 
-// Collector is one flow collector to export to.
+// Collector is one flow collector to export to: an IPFIX or NetFlow
+// collector at Address, or (protocol kafka) a Kafka topic.
 type Collector struct {
-	Address   string // host:port
-	Protocol  string // ipfix, netflow9 or netflow5
-	Transport string // udp, tcp or tls (TLS over TCP, IPFIX only)
+	Address   string // host:port; not for kafka
+	Protocol  string // ipfix, netflow9, netflow5 or kafka
+	Transport string // udp, tcp or tls (TLS over TCP: IPFIX and kafka); kafka: tcp or tls, default tcp
 	TLS       TLS    // transport tls only
+	Kafka     *Kafka // protocol kafka only (nil otherwise)
+}
+
+// Kafka configures a destination with protocol kafka: flow records are
+// produced to Topic as goflow2 FlowMessages, one per Kafka record. It is
+// a pointer in Collector so that Collector stays comparable; compare two
+// with Equal.
+type Kafka struct {
+	Brokers      []string // bootstrap brokers, host:port (required)
+	Topic        string   // required
+	Format       string   // protobuf (length-delimited, as goflow2 writes) or json
+	Compression  string   // none, gzip, snappy, lz4 or zstd
+	PartitionKey string   // none, addresses or conversation
+	Acks         string   // all, leader or none
+	SASL         SASL     // Mechanism "" means no SASL
+}
+
+// Equal reports whether two Kafka settings are the same.
+func (k *Kafka) Equal(o *Kafka) bool {
+	if k == nil || o == nil {
+		return k == o
+	}
+	return slices.Equal(k.Brokers, o.Brokers) && k.Topic == o.Topic && k.Format == o.Format &&
+		k.Compression == o.Compression && k.PartitionKey == o.PartitionKey && k.Acks == o.Acks && k.SASL == o.SASL
+}
+
+// SASL authenticates a Kafka destination. The password is given in exactly
+// one of three ways: inline (password), from a file (password_file, its
+// first line; relative names from the configuration file's directory) or
+// from an environment variable (password_env). Parse reads the file or the
+// variable and stores the result in Password, so a problem with either is
+// a configuration error.
+type SASL struct {
+	Mechanism    string // plain, scram-sha-256 or scram-sha-512; "" for none
+	Username     string
+	Password     Secret // the password, however it was given
+	PasswordFile string // where it came from, if from a file
+	PasswordEnv  string // where it came from, if from the environment
+}
+
+// Secret is a string that does not print: %v, %+v, %#v and slog show
+// "[redacted]", so a configuration can be logged whole.
+type Secret string
+
+func (Secret) String() string                 { return "[redacted]" }
+func (Secret) GoString() string               { return `"[redacted]"` }
+func (Secret) LogValue() slog.Value           { return slog.StringValue("[redacted]") }
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Equal reports whether two collectors have the same settings.
+func (c Collector) Equal(o Collector) bool {
+	a, b := c, o
+	a.Kafka, b.Kafka = nil, nil
+	return a == b && c.Kafka.Equal(o.Kafka)
+}
+
+// Name identifies the destination in logs and metrics: its address, or
+// for kafka "kafka://BROKER[,BROKER...]/TOPIC".
+func (c Collector) Name() string {
+	if c.Protocol == "kafka" && c.Kafka != nil {
+		return "kafka://" + strings.Join(c.Kafka.Brokers, ",") + "/" + c.Kafka.Topic
+	}
+	return c.Address
 }
 
 // TLS configures a collector with transport tls (RFC 7011 section 10.4.2).
@@ -94,9 +160,24 @@ type TLS struct {
 // TLSConfig returns the TLS client configuration of a collector with
 // transport tls, reading its files (transport.TLSConfig); nil for the other
 // transports.
+//
+// For kafka the certificate of each broker must name the host it is
+// dialled by, unless server_name is set: the configuration returned then
+// has no ServerName and the Kafka client fills it per broker.
 func (c Collector) TLSConfig() (*tls.Config, error) {
 	if c.Transport != "tls" {
 		return nil, nil
+	}
+	if c.Protocol == "kafka" {
+		// Any host:port will do for the default name: it is cleared.
+		cfg, err := transport.TLSConfig(c.TLS.CA, c.TLS.Cert, c.TLS.Key, c.TLS.ServerName, "broker:0")
+		if err != nil {
+			return nil, err
+		}
+		if c.TLS.ServerName == "" {
+			cfg.ServerName = ""
+		}
+		return cfg, nil
 	}
 	return transport.TLSConfig(c.TLS.CA, c.TLS.Cert, c.TLS.Key, c.TLS.ServerName, c.Address)
 }
@@ -136,6 +217,12 @@ const (
 	defaultTransport         = "udp"
 	defaultLogLevel          = "info"
 	defaultLogFormat         = "text"
+
+	defaultKafkaTransport    = "tcp"
+	defaultKafkaFormat       = "protobuf"
+	defaultKafkaCompression  = "lz4"
+	defaultKafkaPartitionKey = "none"
+	defaultKafkaAcks         = "all"
 )
 
 // Allowed values of the enumerated settings.
@@ -145,11 +232,29 @@ var (
 	xdpModes     = []string{"auto", "native", "generic"}
 	tcModes      = []string{"auto", "tcx", "clsact"}
 	mapKinds     = kind.Names() // the data plane's list
-	protocols    = []string{"ipfix", "netflow9", "netflow5"}
+	protocols    = []string{"ipfix", "netflow9", "netflow5", "kafka"}
 	transports   = []string{"udp", "tcp", "tls"}
 	logLevels    = []string{"debug", "info", "warn", "error"}
 	logFormats   = []string{"text", "json"}
+
+	kafkaTransports    = []string{"tcp", "tls"}
+	kafkaFormats       = []string{"protobuf", "json"}
+	kafkaCompressions  = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+	kafkaPartitionKeys = []string{"none", "addresses", "conversation"}
+	kafkaAcks          = []string{"all", "leader", "none"}
+	saslMechanisms     = []string{"plain", "scram-sha-256", "scram-sha-512"}
 )
+
+// DefaultKafka returns the defaults of a kafka destination, without brokers
+// or topic.
+func DefaultKafka() *Kafka {
+	return &Kafka{
+		Format:       defaultKafkaFormat,
+		Compression:  defaultKafkaCompression,
+		PartitionKey: defaultKafkaPartitionKey,
+		Acks:         defaultKafkaAcks,
+	}
+}
 
 // MapKinds returns the valid values of datapath.map.
 func MapKinds() []string {

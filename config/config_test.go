@@ -216,6 +216,42 @@ func TestGoodConfigValues(t *testing.T) {
 				t.Errorf("collectors:\n%+v\nwant\n%+v", got.Export.Collectors, want)
 			}
 		}},
+		{"kafka.yaml", func(t *testing.T, got Config) {
+			dir := filepath.Join(goodDir, "..")
+			want := []Collector{
+				{Address: "127.0.0.1:4739", Protocol: "ipfix", Transport: "udp"},
+				{Protocol: "kafka", Transport: "tcp", Kafka: &Kafka{
+					Brokers: []string{"kafka1.example:9092", "[2001:db8::9]:9092"}, Topic: "flows",
+					Format: "protobuf", Compression: "lz4", PartitionKey: "none", Acks: "all",
+				}},
+				{Protocol: "kafka", Transport: "tls",
+					TLS: TLS{
+						CA:         filepath.Join(dir, "tls", "ca.pem"),
+						Cert:       filepath.Join(dir, "tls", "client.pem"),
+						Key:        filepath.Join(dir, "tls", "client.key"),
+						ServerName: "kafka.example",
+					},
+					Kafka: &Kafka{
+						Brokers: []string{"192.0.2.21:9093", "192.0.2.22:9093"}, Topic: "xflow.flows-json",
+						Format: "json", Compression: "zstd", PartitionKey: "conversation", Acks: "leader",
+						SASL: SASL{Mechanism: "scram-sha-512", Username: "xflow", Password: "flows-secret",
+							PasswordFile: filepath.Join(dir, "secrets", "kafka-password")},
+					}},
+				{Protocol: "kafka", Transport: "tcp", Kafka: &Kafka{
+					Brokers: []string{"192.0.2.21:9093"}, Topic: "flows-plain",
+					Format: "protobuf", Compression: "none", PartitionKey: "addresses", Acks: "all",
+					SASL: SASL{Mechanism: "plain", Username: "xflow", Password: "inline-secret"},
+				}},
+			}
+			if !reflect.DeepEqual(got.Export.Collectors, want) {
+				t.Errorf("collectors:\n%#v\nwant\n%#v", got.Export.Collectors, want)
+				for i := range min(len(want), len(got.Export.Collectors)) {
+					if g, w := got.Export.Collectors[i], want[i]; !g.Equal(w) {
+						t.Errorf("[%d] %+v %+v\nwant %+v %+v", i, g, g.Kafka, w, w.Kafka)
+					}
+				}
+			}
+		}},
 		{"null_values.yaml", func(t *testing.T, got Config) {
 			want := publicFields(Default())
 			want.Interfaces = []Interface{defaultInterfaceNamed("lo")}
@@ -268,7 +304,7 @@ var badConfigs = []struct {
 	// Unknown keys.
 	{"unknown_key_top", 4, "datpath", `unknown key; did you mean "datapath"?`},
 	{"unknown_key_interface", 4, "interfaces[0].ingres", `unknown key; did you mean "ingress"?`},
-	{"unknown_key_collector", 7, "export.collectors[0].port", "unknown key (want one of address, protocol, transport, tls)"},
+	{"unknown_key_collector", 7, "export.collectors[0].port", "unknown key (want one of address, protocol, transport, tls, brokers, topic, format, compression, partition_key, acks, sasl)"},
 
 	// Interfaces.
 	{"missing_interfaces", 2, "interfaces", "at least one interface is required"},
@@ -326,7 +362,7 @@ var badConfigs = []struct {
 	{"collector_no_port", 6, "export.collectors[0].address", `invalid address "192.0.2.10": missing port in address`},
 	{"collector_ipv6_unbracketed", 6, "export.collectors[0].address", "IPv6 addresses must be bracketed"},
 	{"collector_named_port", 6, "export.collectors[0].address", `invalid port "ipfix"`},
-	{"collector_bad_protocol", 7, "export.collectors[0].protocol", `unknown protocol "netflow10" (want one of ipfix, netflow9, netflow5)`},
+	{"collector_bad_protocol", 7, "export.collectors[0].protocol", `unknown protocol "netflow10" (want one of ipfix, netflow9, netflow5, kafka)`},
 	{"collector_bad_transport", 7, "export.collectors[0].transport", `unknown transport "sctp" (want one of udp, tcp, tls)`},
 	{"netflow_over_tcp", 8, "export.collectors[0].transport", "protocol netflow9 supports only transport udp, not tcp"},
 	{"duplicate_collector", 9, "export.collectors[2]", "duplicate collector (same as export.collectors[0] at line 6)"},
@@ -345,6 +381,31 @@ var badConfigs = []struct {
 	{"tls_unknown_key", 10, "export.collectors[0].tls.insecure_skip_verify", "unknown key (want one of ca, cert, key, server_name)"},
 	{"tls_bad_server_name", 10, "export.collectors[0].tls.server_name", `invalid server name "collector example"`},
 	{"tls_not_mapping", 8, "export.collectors[0].tls", `expected a mapping, got string "../tls/ca.pem"`},
+
+	// Kafka destinations.
+	{"kafka_missing_brokers", 6, "export.collectors[0].brokers", "required key is missing: protocol kafka needs brokers"},
+	{"kafka_no_brokers", 6, "export.collectors[0].brokers", "at least one broker is required"},
+	{"kafka_broker_no_port", 9, "export.collectors[0].brokers[1]", `invalid address "kafka2.example": missing port in address`},
+	{"kafka_duplicate_broker", 6, "export.collectors[0].brokers[1]", `duplicate broker "192.0.2.1:9092" (already export.collectors[0].brokers[0])`},
+	{"kafka_brokers_not_sequence", 6, "export.collectors[0].brokers", "expected a sequence of strings, got a mapping"},
+	{"kafka_missing_topic", 5, "export.collectors[0].topic", "required key is missing: the Kafka topic"},
+	{"kafka_bad_topic", 7, "export.collectors[0].topic", `topic "flows/v1" contains invalid character '/'`},
+	{"kafka_bad_format", 8, "export.collectors[0].format", `unknown format "avro" (want one of protobuf, json)`},
+	{"kafka_bad_compression", 8, "export.collectors[0].compression", `unknown compression "brotli" (want one of none, gzip, snappy, lz4, zstd)`},
+	{"kafka_bad_partition_key", 8, "export.collectors[0].partition_key", `unknown partition key "src_addr" (want one of none, addresses, conversation)`},
+	{"kafka_bad_acks", 8, "export.collectors[0].acks", `unknown acks "1" (want one of all, leader, none)`},
+	{"kafka_over_udp", 9, "export.collectors[0].transport", `protocol kafka supports transport tcp or tls, not "udp"`},
+	{"kafka_with_address", 6, "export.collectors[0].address", "protocol kafka takes brokers (a list of host:port), not address"},
+	{"kafka_keys_without_kafka", 7, "export.collectors[0].topic", "topic is a setting of protocol kafka (protocol is ipfix)"},
+	{"kafka_duplicate", 8, "export.collectors[1]", `duplicate collector: topic "flows" on the same brokers as export.collectors[0] at line 5`},
+	{"kafka_tls_missing_ca", 9, "export.collectors[0].tls.ca", "required key is missing: the PEM CA bundle that verifies the brokers' certificates"},
+	{"kafka_sasl_bad_mechanism", 9, "export.collectors[0].sasl.mechanism", `unknown SASL mechanism "gssapi" (want one of plain, scram-sha-256, scram-sha-512)`},
+	{"kafka_sasl_missing_username", 8, "export.collectors[0].sasl.username", "required key is missing: the SASL user name"},
+	{"kafka_sasl_missing_password", 8, "export.collectors[0].sasl.password", "required key is missing: give one of password, password_file or password_env"},
+	{"kafka_sasl_two_passwords", 12, "export.collectors[0].sasl.password_file", "give the password one way only: password or password_file"},
+	{"kafka_sasl_password_file_missing", 11, "export.collectors[0].sasl.password_file", "password file ../testdata/configs/secrets/no-such-file: no such file or directory"},
+	{"kafka_sasl_password_env_unset", 11, "export.collectors[0].sasl.password_env", `environment variable "XFLOW_TEST_UNSET_KAFKA_PASSWORD" is not set`},
+	{"kafka_sasl_unknown_key", 10, "export.collectors[0].sasl.usename", `unknown key; did you mean "username"?`},
 
 	// Log.
 	{"bad_log_level", 5, "log.level", `unknown log level "verbose" (want one of debug, info, warn, error)`},

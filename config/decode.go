@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,13 +312,34 @@ func (d *decoder) decodeExport(e entry, x *Export) error {
 			x.Collectors = []Collector{}
 			return d.sequence(e, func(e entry) error {
 				col := defaultCollector()
+				// The kafka keys are decoded into k; col gets it if the
+				// protocol is kafka or any of them is present (Validate
+				// then says they need protocol: kafka).
+				k := DefaultKafka()
+				kafkaKeys := false
+				kafka := func(f func(entry) error) func(entry) error {
+					return func(e entry) error { kafkaKeys = true; return f(e) }
+				}
 				if err := d.mapping(e, []field{
 					{"address", d.stringField(&col.Address)},
 					{"protocol", d.stringField(&col.Protocol)},
 					{"transport", d.stringField(&col.Transport)},
 					{"tls", func(e entry) error { return d.decodeTLS(e, &col.TLS) }},
+					{"brokers", kafka(d.stringsField(&k.Brokers))},
+					{"topic", kafka(d.stringField(&k.Topic))},
+					{"format", kafka(d.stringField(&k.Format))},
+					{"compression", kafka(d.stringField(&k.Compression))},
+					{"partition_key", kafka(d.stringField(&k.PartitionKey))},
+					{"acks", kafka(d.stringField(&k.Acks))},
+					{"sasl", kafka(func(e entry) error { return d.decodeSASL(e, &k.SASL) })},
 				}); err != nil {
 					return err
+				}
+				if col.Protocol == "kafka" || kafkaKeys {
+					col.Kafka = k
+				}
+				if _, set := d.lines[e.path+".transport"]; col.Protocol == "kafka" && !set {
+					col.Transport = defaultKafkaTransport
 				}
 				x.Collectors = append(x.Collectors, col)
 				return nil
@@ -331,6 +355,68 @@ func (d *decoder) decodeTLS(e entry, t *TLS) error {
 		{"key", d.fileField(&t.Key)},
 		{"server_name", d.stringField(&t.ServerName)},
 	})
+}
+
+// decodeSASL decodes a kafka destination's sasl block and resolves its
+// password from the one source given: password, password_file (its first
+// line) or password_env.
+func (d *decoder) decodeSASL(e entry, s *SASL) error {
+	var password string
+	if err := d.mapping(e, []field{
+		{"mechanism", d.stringField(&s.Mechanism)},
+		{"username", d.stringField(&s.Username)},
+		{"password", d.stringField(&password)},
+		{"password_file", d.fileField(&s.PasswordFile)},
+		{"password_env", d.stringField(&s.PasswordEnv)},
+	}); err != nil {
+		return err
+	}
+	// Two sources: blame the later one in the file.
+	type source struct {
+		key  string
+		line int
+	}
+	var given []source
+	for _, k := range []string{"password", "password_file", "password_env"} {
+		if l, ok := d.lines[e.path+"."+k]; ok {
+			given = append(given, source{k, l})
+		}
+	}
+	if len(given) > 1 {
+		slices.SortStableFunc(given, func(a, b source) int { return a.line - b.line })
+		return d.errorf(given[1].line, e.path+"."+given[1].key, "give the password one way only: %s or %s", given[0].key, given[1].key)
+	}
+	switch {
+	case s.PasswordFile != "":
+		p := e.path + ".password_file"
+		data, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			msg := err.Error()
+			if pe, ok := errors.AsType[*fs.PathError](err); ok {
+				msg = pe.Err.Error()
+			}
+			e := d.errorf(d.lines[p], p, "password file %s: %s", s.PasswordFile, msg)
+			e.Err = err
+			return e
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		password = strings.TrimSuffix(line, "\r")
+		if password == "" {
+			return d.errorf(d.lines[p], p, "password file %s: the first line is empty", s.PasswordFile)
+		}
+	case s.PasswordEnv != "":
+		p := e.path + ".password_env"
+		v, ok := os.LookupEnv(s.PasswordEnv)
+		if !ok {
+			return d.errorf(d.lines[p], p, "environment variable %s is not set", quote(s.PasswordEnv))
+		}
+		if v == "" {
+			return d.errorf(d.lines[p], p, "environment variable %s is empty", quote(s.PasswordEnv))
+		}
+		password = v
+	}
+	s.Password = Secret(password)
+	return nil
 }
 
 func (d *decoder) decodeLog(e entry, l *Log) error {
@@ -504,6 +590,37 @@ func (d *decoder) stringField(dst *string) func(entry) error {
 			}
 		}
 		return d.typeError(e, "a string")
+	}
+}
+
+// stringsField returns a decoder storing a sequence of strings; a single
+// string is taken as a sequence of one.
+func (d *decoder) stringsField(dst *[]string) func(entry) error {
+	return func(e entry) error {
+		if e.node.Kind == yaml.ScalarNode {
+			var v string
+			if err := d.stringField(&v)(e); err != nil {
+				return d.typeError(e, "a sequence of strings")
+			}
+			*dst = []string{v}
+			return nil
+		}
+		if e.node.Kind != yaml.SequenceNode {
+			return d.typeError(e, "a sequence of strings")
+		}
+		out := []string{}
+		if err := d.sequence(e, func(e entry) error {
+			var v string
+			if err := d.stringField(&v)(e); err != nil {
+				return err
+			}
+			out = append(out, v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		*dst = out
+		return nil
 	}
 }
 

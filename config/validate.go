@@ -192,6 +192,21 @@ func (c *Config) validateExport() *Error {
 	first := map[collectorKey]int{}
 	for i, col := range x.Collectors {
 		p := indexPath("export.collectors", i)
+		if col.Protocol == "kafka" || col.Kafka != nil {
+			if err := c.validateKafka(p, col); err != nil {
+				return err
+			}
+			// One topic on one cluster is one destination, whatever the
+			// other settings: name the cluster by its sorted brokers.
+			brokers := slices.Sorted(slices.Values(col.Kafka.Brokers))
+			key := collectorKey{strings.Join(brokers, ",") + "/" + col.Kafka.Topic, col.Protocol, ""}
+			if j, dup := first[key]; dup {
+				other := indexPath("export.collectors", j)
+				return c.errorf(p, "duplicate collector: topic %s on the same brokers as %s%s", quote(col.Kafka.Topic), other, c.at(other))
+			}
+			first[key] = i
+			continue
+		}
 		if col.Address == "" && !c.has(p+".address") {
 			return c.errorf(p+".address", "required key is missing")
 		}
@@ -220,6 +235,114 @@ func (c *Config) validateExport() *Error {
 	return nil
 }
 
+// validateKafka checks a destination with protocol kafka, or one that has
+// kafka settings (then the protocol must be kafka).
+func (c *Config) validateKafka(p string, col Collector) *Error {
+	k := col.Kafka
+	if col.Protocol != "kafka" {
+		for _, key := range []string{"brokers", "topic", "format", "compression", "partition_key", "acks", "sasl"} {
+			if c.has(p + "." + key) {
+				return c.errorf(p+"."+key, "%s is a setting of protocol kafka (protocol is %s)", key, col.Protocol)
+			}
+		}
+		return c.errorf(p+".protocol", "kafka settings need protocol: kafka (protocol is %s)", col.Protocol)
+	}
+	if k == nil {
+		return c.errorf(p+".brokers", "required key is missing: protocol kafka needs brokers, a list of host:port")
+	}
+	if c.has(p + ".address") {
+		return c.errorf(p+".address", "protocol kafka takes brokers (a list of host:port), not address")
+	}
+	switch {
+	case len(k.Brokers) == 0 && !c.has(p+".brokers"):
+		return c.errorf(p+".brokers", "required key is missing: protocol kafka needs brokers, a list of host:port")
+	case len(k.Brokers) == 0:
+		return c.errorf(p+".brokers", "at least one broker is required")
+	}
+	seen := map[string]int{}
+	for j, b := range k.Brokers {
+		bp := indexPath(p+".brokers", j)
+		if msg := checkAddress(b); msg != "" {
+			return c.errorf(bp, "%s", msg)
+		}
+		if first, dup := seen[b]; dup {
+			return c.errorf(bp, "duplicate broker %s (already %s)", quote(b), indexPath(p+".brokers", first))
+		}
+		seen[b] = j
+	}
+	if k.Topic == "" && !c.has(p+".topic") {
+		return c.errorf(p+".topic", "required key is missing: the Kafka topic to produce to")
+	}
+	if msg := checkTopic(k.Topic); msg != "" {
+		return c.errorf(p+".topic", "%s", msg)
+	}
+	for _, e := range []struct {
+		key, what, value string
+		allowed          []string
+	}{
+		{"transport", "transport", col.Transport, kafkaTransports},
+		{"format", "format", k.Format, kafkaFormats},
+		{"compression", "compression", k.Compression, kafkaCompressions},
+		{"partition_key", "partition key", k.PartitionKey, kafkaPartitionKeys},
+		{"acks", "acks", k.Acks, kafkaAcks},
+	} {
+		if err := c.checkEnum(p+"."+e.key, e.what, e.value, e.allowed); err != nil {
+			if e.key == "transport" {
+				err.Msg = fmt.Sprintf("protocol kafka supports transport tcp or tls, not %s", quote(e.value))
+			}
+			return err
+		}
+	}
+	if err := c.validateSASL(p+".sasl", k.SASL); err != nil {
+		return err
+	}
+	return c.validateTLS(p, col)
+}
+
+// checkTopic applies Kafka's rules for topic names.
+func checkTopic(t string) string {
+	switch {
+	case t == "":
+		return "topic must not be empty"
+	case len(t) > 249:
+		return fmt.Sprintf("topic %s is too long (%d bytes, max 249)", quote(t), len(t))
+	case t == "." || t == "..":
+		return fmt.Sprintf("topic %s is not allowed", quote(t))
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Sprintf("topic %s contains invalid character %q (want letters, digits, '.', '_' and '-')", quote(t), r)
+		}
+	}
+	return ""
+}
+
+func (c *Config) validateSASL(p string, s SASL) *Error {
+	if s == (SASL{}) {
+		if c.has(p) {
+			return c.errorf(p+".mechanism", "required key is missing: %s", oneOf(saslMechanisms))
+		}
+		return nil
+	}
+	if s.Mechanism == "" && !c.has(p+".mechanism") {
+		return c.errorf(p+".mechanism", "required key is missing: %s", oneOf(saslMechanisms))
+	}
+	if err := c.checkEnum(p+".mechanism", "SASL mechanism", s.Mechanism, saslMechanisms); err != nil {
+		return err
+	}
+	switch {
+	case s.Username == "" && !c.has(p+".username"):
+		return c.errorf(p+".username", "required key is missing: the SASL user name")
+	case s.Username == "":
+		return c.errorf(p+".username", "must not be empty")
+	case s.Password == "" && c.has(p+".password"):
+		return c.errorf(p+".password", "must not be empty")
+	case s.Password == "":
+		return c.errorf(p+".password", "required key is missing: give one of password, password_file or password_env")
+	}
+	return nil
+}
+
 // validateTLS checks the tls settings of the collector at path p: only
 // with transport tls, which needs at least a CA; cert and key together;
 // and files that can be read and hold what they should (PEM), so that a
@@ -233,12 +356,16 @@ func (c *Config) validateTLS(p string, col Collector) *Error {
 		}
 		return nil
 	}
+	peer := "the collector's certificate"
+	if col.Protocol == "kafka" {
+		peer = "the brokers' certificates"
+	}
 	if t == (TLS{}) && !c.has(tp) {
-		return c.errorf(tp, "required key is missing: transport tls needs tls.ca, the CA bundle that verifies the collector's certificate")
+		return c.errorf(tp, "required key is missing: transport tls needs tls.ca, the CA bundle that verifies %s", peer)
 	}
 	switch {
 	case t.CA == "" && !c.has(tp+".ca"):
-		return c.errorf(tp+".ca", "required key is missing: the PEM CA bundle that verifies the collector's certificate")
+		return c.errorf(tp+".ca", "required key is missing: the PEM CA bundle that verifies %s", peer)
 	case t.CA == "":
 		return c.errorf(tp+".ca", "must not be empty")
 	case t.Cert != "" && t.Key == "":
@@ -251,7 +378,7 @@ func (c *Config) validateTLS(p string, col Collector) *Error {
 			return c.errorf(tp+".server_name", "invalid server name %s (want a host name or an IP address)", quote(name))
 		}
 	}
-	if _, err := transport.TLSConfig(t.CA, t.Cert, t.Key, t.ServerName, col.Address); err != nil {
+	if _, err := col.TLSConfig(); err != nil {
 		if fe, ok := errors.AsType[*transport.TLSFileError](err); ok {
 			e := c.errorf(tp+"."+fe.Role, "%s", fe.Error())
 			e.Err = err

@@ -36,6 +36,10 @@ func configErr(err error) error { return &ConfigError{Err: err} }
 // Options configure a Daemon.
 type Options struct {
 	Logger *slog.Logger
+	// QueueRecords, if set, bounds every destination's queue instead of
+	// the default (twice datapath.max_flows, at least 262144): tests that
+	// fill a queue.
+	QueueRecords int
 }
 
 // Daemon is a running xflow: the data plane attached and counting, the
@@ -107,7 +111,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 
 	// Destinations first: one that cannot be named stops the start before
 	// anything is loaded or attached.
-	d.dests = &destinations{ifaces: d.ifaces, boot: flow.BootTime(), log: log}
+	d.dests = &destinations{ifaces: d.ifaces, boot: flow.BootTime(), log: log, queue: opts.QueueRecords}
 	if _, err := d.dests.build(d.cfg); err != nil {
 		return nil, err
 	}

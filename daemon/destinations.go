@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,7 +17,16 @@ import (
 	"github.com/xflow-net/xflow/flow"
 	"github.com/xflow-net/xflow/metrics"
 	"github.com/xflow-net/xflow/sink"
+	"github.com/xflow-net/xflow/sink/kafka"
 )
+
+// destination is one configured destination, as the exporter feeds it
+// and the metrics and the log read it: an IPFIX/NetFlow collector's
+// (*sink.Destination) or a Kafka topic's (*kafka.Destination).
+type destination interface {
+	exporter.Sink
+	Stats() sink.Stats
+}
 
 // destKey is what makes a collector's destination: a reload keeps the
 // destinations whose key did not change (their connections, templates and
@@ -28,9 +38,15 @@ type destKey struct {
 	refresh   time.Duration
 }
 
+// equal compares keys (config.Collector holds its kafka settings by
+// pointer, so == would not do).
+func (k destKey) equal(o destKey) bool {
+	return k.collector.Equal(o.collector) && k.domain == o.domain && k.mtu == o.mtu && k.refresh == o.refresh
+}
+
 type destEntry struct {
 	key destKey
-	d   *sink.Destination
+	d   destination
 }
 
 // destinations is the daemon's export destinations, as configured now.
@@ -38,6 +54,7 @@ type destinations struct {
 	ifaces []flow.Interface
 	boot   time.Time
 	log    *slog.Logger
+	queue  int // Options.QueueRecords
 
 	mu      sync.Mutex
 	entries []destEntry
@@ -46,15 +63,12 @@ type destinations struct {
 // build makes the destinations for cfg, reusing the current ones whose
 // settings did not change; it returns those no longer configured (to
 // close). On error nothing changes.
-func (s *destinations) build(cfg *config.Config) (unused []*sink.Destination, err error) {
+func (s *destinations) build(cfg *config.Config) (unused []destination, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := map[destKey]*sink.Destination{}
-	for _, e := range s.entries {
-		old[e.key] = e.d
-	}
+	old := slices.Clone(s.entries)
 	var next []destEntry
-	var made []*sink.Destination
+	var made []destination
 	defer func() {
 		if err != nil {
 			closeAll(made, time.Second)
@@ -62,9 +76,9 @@ func (s *destinations) build(cfg *config.Config) (unused []*sink.Destination, er
 	}()
 	for _, cc := range cfg.Export.Collectors {
 		k := destKey{collector: cc, domain: cfg.Export.ObservationDomain, mtu: cfg.Export.MTU, refresh: cfg.Export.TemplateRefresh}
-		if c, ok := old[k]; ok {
-			next = append(next, destEntry{k, c})
-			delete(old, k)
+		if i := slices.IndexFunc(old, func(e destEntry) bool { return e.key.equal(k) }); i >= 0 {
+			next = append(next, old[i])
+			old = slices.Delete(old, i, i+1)
 			continue
 		}
 		c, err := s.newDestination(cfg, cc)
@@ -73,18 +87,38 @@ func (s *destinations) build(cfg *config.Config) (unused []*sink.Destination, er
 		}
 		made = append(made, c)
 		next = append(next, destEntry{k, c})
-		s.log.Info("exporting", "collector", cc.Address, "protocol", cc.Protocol, "transport", cc.Transport)
+		s.log.Info("exporting", "collector", cc.Name(), "protocol", cc.Protocol, "transport", cc.Transport)
 	}
-	for _, c := range old {
-		unused = append(unused, c)
+	for _, e := range old {
+		unused = append(unused, e.d)
 	}
 	s.entries = next
 	return unused, nil
 }
 
-func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (*sink.Destination, error) {
+// queueRecords is a destination's queue bound: one scan may end every
+// flow the data plane holds, so room for two (unless Options say).
+func (s *destinations) queueRecords(cfg *config.Config) int {
+	if s.queue > 0 {
+		return s.queue
+	}
+	return max(1<<18, 2*int(cfg.Datapath.MaxFlows))
+}
+
+func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (destination, error) {
 	var enc sink.Encoder
 	switch cc.Protocol {
+	case "kafka":
+		o, err := kafka.FromConfig(cfg, cc)
+		if err != nil {
+			return nil, err
+		}
+		o.Interfaces, o.Logger, o.QueueRecords = s.ifaces, s.log, s.queueRecords(cfg)
+		d, err := kafka.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: %w", cc.Name(), err)
+		}
+		return d, nil
 	case "ipfix":
 		enc = ipfix.NewEncoder(ipfix.Options{ObservationDomain: cfg.Export.ObservationDomain, MTU: cfg.Export.MTU})
 	case "netflow9":
@@ -92,7 +126,7 @@ func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (
 	case "netflow5":
 		enc = netflow5.NewEncoder(netflow5.Options{EngineID: uint8(cfg.Export.ObservationDomain), MTU: cfg.Export.MTU, Boot: s.boot})
 	default:
-		return nil, configErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Address, cc.Protocol))
+		return nil, configErr(fmt.Errorf("collector %s: unknown protocol %q", cc.Name(), cc.Protocol))
 	}
 	tlsCfg, err := cc.TLSConfig()
 	if err != nil {
@@ -106,8 +140,7 @@ func (s *destinations) newDestination(cfg *config.Config, cc config.Collector) (
 		TemplateRefresh: cfg.Export.TemplateRefresh,
 		Interfaces:      s.ifaces,
 		Logger:          s.log,
-		// One scan may end every flow the data plane holds: room for two.
-		QueueRecords: max(1<<18, 2*int(cfg.Datapath.MaxFlows)),
+		QueueRecords:    s.queueRecords(cfg),
 	})
 }
 
@@ -128,8 +161,8 @@ func (s *destinations) metrics() []metrics.Destination {
 	defer s.mu.Unlock()
 	out := make([]metrics.Destination, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = metrics.Destination{Address: e.key.collector.Address, Protocol: e.key.collector.Protocol,
-			Transport: e.key.collector.Transport, Stats: e.d.Stats}
+		cc := e.key.collector
+		out[i] = metrics.Destination{Name: cc.Name(), Protocol: cc.Protocol, Transport: cc.Transport, Stats: e.d.Stats}
 	}
 	return out
 }
@@ -140,7 +173,7 @@ func (s *destinations) logTotals() {
 	defer s.mu.Unlock()
 	for _, e := range s.entries {
 		cs, cc := e.d.Stats(), e.key.collector
-		s.log.Info("collector totals", "collector", cc.Address, "transport", cc.Transport,
+		s.log.Info("collector totals", "collector", cc.Name(), "transport", cc.Transport,
 			"messages", cs.Messages, "records", cs.Records, "octets", cs.Octets,
 			"dropped_records", cs.DroppedRecords, "unexportable_records", cs.Unexportable, "send_errors", cs.SendErrors,
 			"connects", cs.Connects, "disconnects", cs.Disconnects)
@@ -151,7 +184,7 @@ func (s *destinations) logTotals() {
 // at most timeout (a start that failed).
 func (s *destinations) closeAll(timeout time.Duration) error {
 	s.mu.Lock()
-	all := make([]*sink.Destination, len(s.entries))
+	all := make([]destination, len(s.entries))
 	for i, e := range s.entries {
 		all[i] = e.d
 	}
@@ -161,7 +194,7 @@ func (s *destinations) closeAll(timeout time.Duration) error {
 
 // closeAll closes destinations, each sending what it has queued for at
 // most timeout.
-func closeAll(cs []*sink.Destination, timeout time.Duration) error {
+func closeAll(cs []destination, timeout time.Duration) error {
 	var errs []error
 	for _, c := range cs {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

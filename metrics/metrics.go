@@ -24,10 +24,12 @@ import (
 	"github.com/xflow-net/xflow/sink"
 )
 
-// Destination is one export destination, as metrics label it.
+// Destination is one export destination, as metrics label it: Name is
+// the collector label (config.Collector.Name: its address, or
+// kafka://BROKERS/TOPIC).
 type Destination struct {
-	Address, Protocol, Transport string
-	Stats                        func() sink.Stats
+	Name, Protocol, Transport string
+	Stats                     func() sink.Stats
 }
 
 // Sources are what the metrics are read from.
@@ -120,7 +122,8 @@ var (
 	dIfBytes     = desc("xflow_interface_bytes_total", "IP bytes of every packet the data plane saw, before filters and sampling, by interface and direction.", "iface", "direction")
 	dFilterHits  = desc("xflow_filter_hits_total", "Packets a filter rule matched first (rule: its index in filters), by action.", "rule", "action")
 	dFilterMiss  = desc("xflow_filter_misses_total", "Packets no filter rule matched (counted, at the interface's sampling).")
-	dConnects    = desc("xflow_export_connects_total", "TCP connections made, by collector.", "collector", "protocol", "transport")
+	dConnects    = desc("xflow_export_connects_total", "TCP connections made (Kafka: to brokers), by collector.", "collector", "protocol", "transport")
+	dLatency     = desc("xflow_export_latency_seconds", "Time from a record's enqueue to its delivery, by collector; only destinations that see delivery (Kafka: acknowledged by the brokers).", "collector", "protocol", "transport")
 )
 
 // sourceReader is the prometheus.Collector that reads xflow's metrics from
@@ -129,7 +132,8 @@ type sourceReader struct{ src Sources }
 
 func (c *sourceReader) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dPackets, dBytes, dActive, dExported, dFill, dMissed, dMissedBytes,
-		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects, dIfPackets, dIfBytes, dFilterHits, dFilterMiss} {
+		dEvicted, dFrames, dPartial, dLag, dScans, dMessages, dRecords, dOctets, dSendErrors, dDropped, dUnexport, dQueued, dConnects, dLatency,
+		dIfPackets, dIfBytes, dFilterHits, dFilterMiss} {
 		ch <- d
 	}
 }
@@ -187,7 +191,7 @@ func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, dst := range dsts {
 		st := dst.Stats()
-		l := []string{dst.Address, dst.Protocol, dst.Transport}
+		l := []string{dst.Name, dst.Protocol, dst.Transport}
 		counter(dMessages, st.Messages, l...)
 		counter(dRecords, st.Records, l...)
 		counter(dOctets, st.Octets, l...)
@@ -196,6 +200,13 @@ func (c *sourceReader) Collect(ch chan<- prometheus.Metric) {
 		counter(dUnexport, st.Unexportable, l...)
 		gauge(dQueued, float64(st.Queued), l...)
 		counter(dConnects, st.Connects, l...)
+		if h := st.Latency; h.Bounds != nil {
+			buckets := make(map[float64]uint64, len(h.Bounds))
+			for i, b := range h.Bounds {
+				buckets[b.Seconds()] = h.Counts[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(dLatency, h.Count, h.Sum.Seconds(), buckets, l...)
+		}
 	}
 }
 

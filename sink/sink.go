@@ -59,6 +59,19 @@ type Stats struct {
 	Unexportable              uint64 // records the protocol cannot carry (IPv6 to NetFlow v5)
 	Connects, Disconnects     uint64 // TCP
 	Queued                    int64  // records waiting
+	// Latency is the time from Enqueue to delivery, for destinations that
+	// see their records delivered (Kafka: acknowledged by the brokers);
+	// nil Bounds for the others.
+	Latency Histogram
+}
+
+// Histogram is a latency histogram, Prometheus style: Counts[i] is the
+// number of observations within Bounds[i] (cumulative).
+type Histogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Count  uint64
+	Sum    time.Duration
 }
 
 // Destination is one collector as the exporter sends to it: a goroutine
