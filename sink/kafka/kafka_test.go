@@ -661,3 +661,26 @@ func TestEnqueueCopies(t *testing.T) {
 		t.Errorf("dropped %d, want 10", st.Dropped)
 	}
 }
+
+// A sampled record carries its own rate; one without takes the
+// destination's (1 unless configured).
+func TestSamplingRate(t *testing.T) {
+	e := newEncoder("protobuf", 1, 0, netip.Addr{}, nil)
+	var m flowpb.FlowMessage
+	rec := flow.Export{Packets: 3, Bytes: 300}
+	e.fill(&m, &rec, 0, 0)
+	if m.SamplingRate != 1 {
+		t.Errorf("unsampled record: sampling_rate %d, want 1", m.SamplingRate)
+	}
+	rec.Sampling = flow.Sampling(uint16(flow.SampleDeterministic)<<14 | 10)
+	e.fill(&m, &rec, 0, 0)
+	if m.SamplingRate != 10 {
+		t.Errorf("1:10 record: sampling_rate %d, want 10", m.SamplingRate)
+	}
+	e = newEncoder("json", 1, 100, netip.Addr{}, nil)
+	rec.Sampling = 0
+	e.fill(&m, &rec, 0, 0)
+	if m.SamplingRate != 100 {
+		t.Errorf("configured rate: sampling_rate %d, want 100", m.SamplingRate)
+	}
+}

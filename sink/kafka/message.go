@@ -41,7 +41,9 @@ const (
 //   - type IPFIX; observation_domain_id; sequence_num counts the records
 //     of this destination before this one (mod 2^32), as IPFIX does;
 //   - sampler_address: the exporter's address, if known (4 or 16 bytes);
-//   - sampling_rate: 1 (xflow counts every packet) unless configured;
+//   - sampling_rate: the rate the record's packets were sampled at (its
+//     flow.Sampling, as IPFIX's samplingPacketInterval/Space carry it);
+//     Options.SamplingRate for records that carry none, 1 by default;
 //   - time_received_ns: when the record was encoded; time_flow_start_ns
 //     and time_flow_end_ns: the record's first and last packet (ms
 //     resolution);
@@ -58,7 +60,7 @@ func (e *encoder) fill(m *flowpb.FlowMessage, rec *flow.Export, seq uint32, nowN
 		Type:                flowpb.FlowMessage_IPFIX,
 		TimeReceivedNs:      nowNs,
 		SequenceNum:         seq,
-		SamplingRate:        e.samplingRate,
+		SamplingRate:        e.rate(rec.Sampling),
 		SamplerAddress:      e.sampler,
 		TimeFlowStartNs:     rec.StartMs * 1e6,
 		TimeFlowEndNs:       rec.EndMs * 1e6,
@@ -126,6 +128,15 @@ type encoder struct {
 	addrs   []byte // slab the message's addresses point into, reset per record
 	scratch []byte
 	mo      proto.MarshalOptions
+}
+
+// rate is a record's sampling rate: its own if it was sampled, else the
+// destination's.
+func (e *encoder) rate(s flow.Sampling) uint64 {
+	if s != 0 {
+		return uint64(s.Rate())
+	}
+	return e.samplingRate
 }
 
 func newEncoder(format string, domain uint32, samplingRate uint64, sampler netip.Addr, ifaces []flow.Interface) *encoder {
