@@ -14,9 +14,13 @@ FUZZ_CONFIG ?= 150000x
 
 all: build
 
+# The version, revision and times `xflow version` and xflow_build_info
+# report (internal/buildinfo), from this checkout.
+LDFLAGS = $(shell ./scripts/buildinfo.sh)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/xflow
-	$(GO) build -o $(BENCH_BIN) ./cmd/xflow-bench
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/xflow
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BENCH_BIN) ./cmd/xflow-bench
 
 # Regenerate the eBPF objects and their Go bindings (needs clang and
 # libbpf-dev; `go build` itself only needs the committed output).
