@@ -19,11 +19,14 @@ const shutdownTimeout = 10 * time.Second
 
 // cmdRun runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the
 // configuration file.
-func cmdRun(args []string, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	path := fs.String("c", "/etc/xflow/xflow.yaml", "configuration `file`")
-	keep := fs.Bool("keep-attached", false, "on SIGTERM, leave the programs counting and save the flows for the next `xflow run` (upgrades)")
-	if err := parseFlags(fs, args); err != nil {
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", "[-c FILE] [--keep-attached]",
+		"Loads the data plane, attaches it to the configured interfaces and exports flows until\n"+
+			"SIGINT or SIGTERM. SIGHUP reloads the timeouts and collectors from FILE.", stdout)
+	path := fs.configFlag()
+	keep := fs.Bool("keep-attached", false, "on SIGTERM, leave the programs counting and save the flows for the next\n"+
+		"xflow run to take over (upgrades without a gap)")
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path)
