@@ -44,7 +44,7 @@ func xflowCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // placeholder: "-keep-attached xflow run"); run, check and clean show the
 // same -c default.
 func TestCommandHelp(t *testing.T) {
-	flagLine := regexp.MustCompile(`^  -([a-z-]+)( [A-Za-z]+)?$|^  -([a-z])\t`)
+	flagLine := regexp.MustCompile(`^  -([a-z-]+)( [A-Z][A-Za-z:]*)?$|^  -([a-z])\t`)
 	for _, cmd := range []string{"run", "check", "clean", "flows", "collect", "version"} {
 		for _, h := range []string{"-h", "--help"} {
 			code, out, errOut := xflowCmd(t, cmd, h)
@@ -175,16 +175,20 @@ func getInNS(t *testing.T, p *testnet.Pair, addr, path string) (int, string) {
 // process serves; /readyz answers 503 with the reason until the export
 // loop has completed a scan (a daemon whose first scan is an hour away
 // stays there), 200 once it scans; /metrics has xflow_build_info.
+// --metrics-listen (as the DaemonSet passes the pod's IP) replaces the
+// file's metrics.listen.
 func TestProbes(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := testnet.NewPair(t, "xpr")
 	const listen = "127.0.0.1:9181"
+	podIP := p.A4.String() + ":9182"
 	for _, c := range []struct {
 		name, timeouts string
 		ready          bool
+		flagListen     string
 	}{
-		{"no scan yet", "{active: 2h, inactive: 1h, scan_interval: 1h}", false},
-		{"scanning", "{active: 5s, inactive: 1s, scan_interval: 100ms}", true},
+		{"no scan yet", "{active: 2h, inactive: 1h, scan_interval: 1h}", false, ""},
+		{"scanning, --metrics-listen", "{active: 5s, inactive: 1s, scan_interval: 100ms}", true, podIP},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := writeConfig(t, fmt.Sprintf(`
@@ -194,7 +198,24 @@ pin_path: %s
 timeouts: %s
 metrics: {listen: %s}
 `, p.NameA, pinDir(t), c.timeouts, listen))
-			d := startDaemon(t, p, cfg)
+			var flags []string
+			listen := listen
+			if c.flagListen != "" {
+				flags, listen = []string{"--metrics-listen", c.flagListen}, c.flagListen
+			}
+			d := startDaemon(t, p, cfg, flags...)
+			if c.flagListen != "" {
+				if err := p.Do(p.NSA, func() error {
+					conn, err := net.DialTimeout("tcp", "127.0.0.1:9181", time.Second)
+					if err == nil {
+						conn.Close()
+						return errors.New("the file's metrics.listen answers too")
+					}
+					return nil
+				}); err != nil {
+					t.Error(err)
+				}
+			}
 			if code, body := getInNS(t, p, listen, "/healthz"); code != 200 || body != "ok\n" {
 				t.Errorf("/healthz: %d %q", code, body)
 			}
