@@ -10,7 +10,7 @@ PKGS    := ./...
 FUZZ_PARSER ?= 40000x
 FUZZ_CONFIG ?= 150000x
 
-.PHONY: all build generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated test-kernels
+.PHONY: all build image generate test vet fuzz demo bench gobench clean need-root deps test-deps bench-deps check-generated test-kernels
 
 all: build
 
@@ -21,6 +21,12 @@ LDFLAGS = $(shell ./scripts/buildinfo.sh)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/xflow
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BENCH_BIN) ./cmd/xflow-bench
+
+# The container image (Dockerfile), tagged as deploy/kubernetes names it,
+# with the version information `make build` records. Needs docker.
+IMAGE ?= xflow:dev
+image:
+	docker build $$(./scripts/buildinfo.sh --build-args) -t $(IMAGE) .
 
 # Regenerate the eBPF objects and their Go bindings (needs clang and
 # libbpf-dev; `go build` itself only needs the committed output).
