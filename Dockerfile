@@ -2,8 +2,14 @@
 #
 # xflow container image: the static binary and an example configuration.
 #
-#   docker build -t xflow:dev .
-#   docker build --build-arg VERSION=$(git describe --tags --always) -t xflow:$(git describe --tags --always) .
+#   make image                        # docker build, tagged xflow:dev (the tag deploy/kubernetes names)
+#   make image IMAGE=REGISTRY/xflow:TAG
+#
+# make image passes what `xflow version` and xflow_build_info report as
+# build arguments (scripts/buildinfo.sh --build-args): .git is not in the
+# build context (.dockerignore), so Go cannot record the revision itself.
+# A plain `docker build -t xflow:dev .` works too; its `xflow version` then
+# says the revision is unknown.
 #
 # No clang: the eBPF objects (bpf/xflow_bpfel.o and its Go bindings) are
 # committed, and `go build` embeds them.
@@ -28,7 +34,12 @@
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS
 ARG TARGETARCH
-ARG VERSION=dev
+# scripts/buildinfo.sh --build-args; empty: not recorded.
+ARG VERSION=
+ARG REVISION=
+ARG COMMIT_TIME=
+ARG MODIFIED=
+ARG BUILD_TIME=
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -36,9 +47,10 @@ COPY . .
 # Static (no cgo: the pure-Go resolver reads /etc/resolv.conf); the committed
 # objects are little-endian, so amd64, arm64 and other little-endian
 # targets build from the same source.
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+RUN BI=github.com/xflow-net/xflow/internal/buildinfo && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -buildvcs=false \
-      -ldflags "-s -w -X main.version=${VERSION}" \
+      -ldflags "-s -w -X $BI.version=${VERSION} -X $BI.revision=${REVISION} -X $BI.commitTime=${COMMIT_TIME} -X $BI.modified=${MODIFIED} -X $BI.buildTime=${BUILD_TIME}" \
       -o /out/xflow ./cmd/xflow
 
 # distroless/static: no shell, no package manager, CA certificates (for TLS

@@ -245,8 +245,8 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 	}()
 	if err := spec.LoadAndAssign(&dp.objs, lopts); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("load eBPF: %w (xflow needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)", err)
+		if perr := permissionError(err); perr != nil {
+			return nil, perr
 		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -63,6 +63,7 @@ type Daemon struct {
 
 	mu      sync.Mutex // serialises Reload and Stop
 	stopped bool
+	health  health // /readyz
 }
 
 // New checks cfg and starts the daemon, in this order: the destinations
@@ -96,6 +97,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	}
 	c := *cfg
 	d := &Daemon{cfg: &c, log: log, kind: kind, sock: control.SocketPath(cfg.PinPath)}
+	d.health.scanEvery.Store(int64(cfg.Timeouts.ScanInterval))
 	// A daemon already running on this pin path owns its attachments and
 	// pins: touch nothing.
 	if control.Answers(d.sock) {
@@ -148,6 +150,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if err := d.pruneLinks(); err != nil {
 		return nil, err
 	}
+	d.health.setAttached()
 	d.exp = exporter.New(d.dp, d.dests.sinks(), exporter.Options{
 		Timeouts:     exporter.Timeouts{Active: cfg.Timeouts.Active, Inactive: cfg.Timeouts.Inactive},
 		ScanInterval: cfg.Timeouts.ScanInterval,
@@ -155,6 +158,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		LRU:          kind.Evicts(),
 		Logger:       log,
 		OnDrain: func(dur time.Duration) {
+			d.health.scanned()
 			if d.met != nil {
 				d.met.ObserveDrain(dur)
 			}
@@ -255,7 +259,7 @@ func (d *Daemon) serveMetrics() error {
 		skip = append(skip, f.Action == "skip")
 	}
 	m := metrics.New(metrics.Sources{Datapath: d.dp, Exporter: d.exp, Destinations: d.dests.metrics,
-		Interfaces: d.ifaces, MaxFlows: d.cfg.Datapath.MaxFlows, FilterSkip: skip})
+		Interfaces: d.ifaces, MaxFlows: d.cfg.Datapath.MaxFlows, FilterSkip: skip, Ready: d.health.ready})
 	stop, err := m.Serve(d.cfg.Metrics.Listen, d.log)
 	if err != nil {
 		return err
@@ -337,6 +341,7 @@ func (d *Daemon) Reload(next *config.Config) error {
 		d.log.Warn("reload: closing removed collectors", "err", err)
 	}
 	cur.Timeouts, cur.Export = next.Timeouts, next.Export
+	d.health.scanEvery.Store(int64(next.Timeouts.ScanInterval))
 	d.log.Info("reloaded", "collectors", len(next.Export.Collectors), "active", next.Timeouts.Active,
 		"inactive", next.Timeouts.Inactive, "scan_interval", next.Timeouts.ScanInterval)
 	return nil
@@ -356,6 +361,7 @@ func (d *Daemon) Stop(ctx context.Context, keepAttached bool) error {
 		return nil
 	}
 	d.stopped = true
+	d.health.stopping.Store(true)
 	var derr, serr error
 	if keepAttached {
 		d.log.Info("stopping, leaving the data plane attached (--keep-attached)")

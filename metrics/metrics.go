@@ -1,7 +1,8 @@
-// Package metrics serves xflow's Prometheus metrics. Everything but the
-// drain-duration histogram is read from its source at scrape time: the data
-// plane's monotonic per-CPU counters, the exporter's totals and each
-// destination's, so no count is kept twice.
+// Package metrics serves xflow's Prometheus metrics, and the liveness and
+// readiness probes beside them. Everything but the drain-duration histogram
+// is read from its source at scrape time: the data plane's monotonic
+// per-CPU counters, the exporter's totals and each destination's, so no
+// count is kept twice.
 package metrics
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/exporter"
 	"github.com/xflow-net/xflow/flow"
+	"github.com/xflow-net/xflow/internal/buildinfo"
 	"github.com/xflow-net/xflow/sink"
 )
 
@@ -40,6 +42,9 @@ type Sources struct {
 	Interfaces   []flow.Interface     // names for ifindexes
 	MaxFlows     int
 	FilterSkip   []bool // per filter rule: its action is skip (labels)
+	// Ready says whether the daemon is ready (/readyz): nil, or why not.
+	// Nil Ready: always ready.
+	Ready func() error
 }
 
 // samplingSource is what a data plane with sampling and filters offers
@@ -53,19 +58,28 @@ type samplingSource interface {
 type Metrics struct {
 	reg   *prometheus.Registry
 	drain prometheus.Histogram
+	ready func() error
 }
 
 // New registers xflow's metrics (and Go's process metrics).
 func New(src Sources) *Metrics {
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "xflow_build_info",
+		Help:        "Always 1: the xflow build serving these metrics (xflow version prints the same).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		ready: src.Ready,
+		reg:   prometheus.NewRegistry(),
 		drain: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "xflow_drain_duration_seconds",
 			Help:    "Time to swap and drain the data plane's flow store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
 		}),
 	}
-	m.reg.MustRegister(m.drain, &sourceReader{src: src},
+	m.reg.MustRegister(m.drain, build, &sourceReader{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,15 +87,37 @@ func New(src Sources) *Metrics {
 // ObserveDrain records one drain's duration (exporter.Options.OnDrain).
 func (m *Metrics) ObserveDrain(d time.Duration) { m.drain.Observe(d.Seconds()) }
 
-// Serve serves /metrics on listen until stop is called.
+// Handler serves /metrics, and the probes /healthz (live: the process
+// answers, always 200) and /readyz (200, or 503 with the reason Ready
+// gives).
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if m.ready != nil {
+			if err := m.ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "not ready: %v\n", err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// Serve serves Handler on listen until stop is called.
 func (m *Metrics) Serve(listen string, log *slog.Logger) (stop func(), err error) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w", listen, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)

@@ -20,9 +20,8 @@ import (
 	"syscall"
 
 	"github.com/xflow-net/xflow/bench"
+	"github.com/xflow-net/xflow/internal/buildinfo"
 )
-
-var version = "dev" // set with -ldflags "-X main.version=..."
 
 // exitError carries a process exit status: 2 for bad usage, 1 for
 // everything else.
@@ -114,7 +113,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("interrupted: %w (nothing written)", err)
 	}
-	r.Version = version
+	r.Version = buildinfo.Get().Version
 	r.Command = strings.Join(append([]string{"xflow-bench"}, args...), " ")
 	if err := r.Write(*out); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +49,8 @@ const (
 // capsCommand is `xflow ARGS` in side A's namespace, run as root with only
 // the capabilities caps (setpriv syntax, e.g. "+bpf,+net_admin"; "" for
 // none): inheritable, ambient and bounding sets are all set to them, so
-// that the exec'ed xflow has exactly caps permitted and effective.
+// that the exec'ed xflow has exactly caps permitted and effective. caps
+// "uid" runs it as uid and gid 65534 instead (no capabilities).
 func capsCommand(p *testnet.Pair, caps string, args ...string) *exec.Cmd {
 	set := "-all"
 	if caps != "" {
@@ -57,6 +59,10 @@ func capsCommand(p *testnet.Pair, caps string, args ...string) *exec.Cmd {
 	a := []string{"--net=/var/run/netns/" + p.NSNameA, "setpriv",
 		"--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set,
 		"--", xflowBin}
+	if caps == "uid" {
+		a = []string{"--net=/var/run/netns/" + p.NSNameA, "setpriv",
+			"--reuid=65534", "--regid=65534", "--clear-groups", "--", xflowBin}
+	}
 	return exec.Command("nsenter", append(a, args...)...)
 }
 
@@ -312,13 +318,17 @@ timeouts: {scan_interval: 100ms, inactive: 30s, active: 30s}
 	}
 
 	// Without one of the three the kernel refuses the load: the daemon
-	// exits 1 with the refusal in its message, before attaching or pinning
-	// anything, and does not panic.
-	for _, c := range []struct{ name, caps, want string }{
-		{"without CAP_BPF", "+net_admin,+perfmon", "map create: operation not permitted"},
-		{"without CAP_NET_ADMIN", "+bpf,+perfmon", "load program: operation not permitted"},
-		{"without CAP_PERFMON", "+bpf,+net_admin", "load program: permission denied"},
-		{"with none", "", "operation not permitted"},
+	// exits 1 with the refusal in its message, says what it needs and what
+	// it lacks (and not cilium/ebpf's MEMLOCK hint: the kernel charges BPF
+	// memory to the cgroup), before attaching or pinning anything, and
+	// does not panic. A uid other than 0 has none of them either.
+	const needs = "xflow needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: this process lacks "
+	for _, c := range []struct{ name, caps, want, lacks string }{
+		{"without CAP_BPF", "+net_admin,+perfmon", "map create: operation not permitted", "CAP_BPF)"},
+		{"without CAP_NET_ADMIN", "+bpf,+perfmon", "load program: operation not permitted", "CAP_NET_ADMIN)"},
+		{"without CAP_PERFMON", "+bpf,+net_admin", "load program: permission denied", "CAP_PERFMON)"},
+		{"with none", "", "operation not permitted", "CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)"},
+		{"as uid 65534", "uid", "operation not permitted", "CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pin := pinDir(t)
@@ -327,9 +337,13 @@ interfaces:
   - {name: %s, ingress: xdp, egress: tc}
 pin_path: %s
 `, p.NameA, pin))
+			if c.caps == "uid" {
+				cfg = worldReadable(t, cfg)
+			}
 			code, out := runCapsToExit(t, p, c.caps, cfg)
-			if code != 1 || strings.Contains(out, "panic") || !strings.Contains(out, "xflow run: load eBPF") || !strings.Contains(out, c.want) {
-				t.Errorf("exit %d, want 1 with \"xflow run: load eBPF\" and %q and no panic:\n%s", code, c.want, out)
+			if code != 1 || strings.Contains(out, "panic") || !strings.Contains(out, "xflow run: load eBPF") || !strings.Contains(out, c.want) ||
+				!strings.Contains(out, needs+c.lacks) || strings.Contains(out, "MEMLOCK") {
+				t.Errorf("exit %d, want 1 with \"xflow run: load eBPF\", %q and %q, no MEMLOCK hint and no panic:\n%s", code, c.want, needs+c.lacks, out)
 			} else {
 				t.Logf("exit %d: %s", code, capsReason(out))
 			}
@@ -403,4 +417,27 @@ pin_path: %s
 			t.Errorf("after xflow clean as root: %q", got)
 		}
 	})
+}
+
+// worldReadable copies the file at path into a directory any uid may read
+// (t.TempDir's is 0700) and returns the copy's path.
+func worldReadable(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "xflow-caps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "xflow.yaml")
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

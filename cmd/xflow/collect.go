@@ -21,14 +21,16 @@ import (
 // (or JSON object) per flow record until SIGINT or SIGTERM, then its
 // counters on standard error.
 func cmdCollect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("collect", stderr)
-	listen := fs.String("listen", "udp://127.0.0.1:4739", "`udp://HOST:PORT`, tcp://HOST:PORT or tls://HOST:PORT to receive IPFIX on")
+	fs := newFlags("collect", "[--listen udp://127.0.0.1:4739] [--json] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]",
+		"A small IPFIX collector for tests and demos: prints one line (or JSON object) per flow record\n"+
+			"until SIGINT or SIGTERM, then its counters on standard error.", stdout)
+	listen := fs.String("listen", "udp://127.0.0.1:4739", "receive IPFIX at `URL`: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
 	asJSON := fs.Bool("json", false, "print one JSON object per record")
 	verbose := fs.Bool("v", false, "log connections and decoding problems")
 	tlsCert := fs.String("tls-cert", "", "tls://: the collector's certificate (PEM `FILE`, the chain after it)")
 	tlsKey := fs.String("tls-key", "", "tls://: its private key (PEM `FILE`)")
 	tlsClientCA := fs.String("tls-client-ca", "", "tls://: require client certificates signed by a CA of this PEM `FILE`")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	tlsConfig, err := collectTLS(*listen, *tlsCert, *tlsKey, *tlsClientCA)

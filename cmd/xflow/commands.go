@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/xflow-net/xflow/bpf"
 	"github.com/xflow-net/xflow/config"
@@ -15,22 +16,61 @@ import (
 
 var errHelp = errors.New("help shown")
 
-// newFlags makes a flag set that reports errors instead of exiting.
-func newFlags(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("xflow "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
+// defaultConfig is the configuration file run, check and clean read unless
+// -c names another.
+const defaultConfig = "/etc/xflow/xflow.yaml"
+
+// flagSet is a command's flags, its synopsis and what it does, for its
+// usage text.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis string // after "xflow NAME"
+	about    string
+	stdout   io.Writer // where -h prints the usage
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return usageErr(err)
+// newFlags makes a command's flag set. It reports errors instead of
+// exiting, and prints nothing itself: parse does.
+func newFlags(name, synopsis, about string, stdout io.Writer) *flagSet {
+	fs := flag.NewFlagSet("xflow "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, synopsis: synopsis, about: about, stdout: stdout}
+}
+
+// configFlag is -c, the configuration file, the same for every command.
+func (f *flagSet) configFlag() *string {
+	return f.String("c", defaultConfig, "configuration `FILE`")
+}
+
+// usage writes the command's usage text.
+func (f *flagSet) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", strings.TrimSpace(f.Name()+" "+f.synopsis), f.about)
+	n := 0
+	f.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		return
 	}
-	if fs.NArg() > 0 {
-		return usageErr(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	fmt.Fprint(w, "\nFlags (-flag and --flag are the same):\n")
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+// parse parses args. -h prints the usage on standard output (errHelp: exit
+// status 0); a bad flag or argument is a usage error whose message names
+// it once, with the synopsis.
+func (f *flagSet) parse(args []string) error {
+	err := f.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		f.usage(f.stdout)
+		return errHelp
+	}
+	if err == nil && f.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	if err != nil {
+		return usageErr(fmt.Errorf("%w\nUsage: %s\nRun \"%s -h\" for its flags.", err, strings.TrimSpace(f.Name()+" "+f.synopsis), f.Name()))
 	}
 	return nil
 }
@@ -39,7 +79,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 // interface exists. Any problem is a usage error (exit status 2).
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return nil, usageErr(errors.New("no configuration: use -c FILE"))
+		return nil, usageErr(errors.New("no configuration: -c FILE is empty"))
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -58,9 +98,10 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
-	fs := newFlags("check", stdout)
-	path := fs.String("c", "", "configuration `file`")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlags("check", "[-c FILE]",
+		"Validates the configuration file (and that its interfaces exist) without touching the kernel.", stdout)
+	path := fs.configFlag()
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path)
@@ -75,9 +116,11 @@ func cmdCheck(args []string, stdout io.Writer) error {
 // cmdClean removes what an earlier xflow left behind on the configured
 // interfaces and under the pin path.
 func cmdClean(args []string, stdout io.Writer) error {
-	fs := newFlags("clean", stdout)
-	path := fs.String("c", "", "configuration `file`")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlags("clean", "[-c FILE]",
+		"Removes what an earlier xflow left attached to the configured interfaces and pinned under\n"+
+			"pin_path. It refuses while a daemon runs on that pin path.", stdout)
+	path := fs.configFlag()
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path)

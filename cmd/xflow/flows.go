@@ -50,15 +50,17 @@ type flowsOpts struct {
 }
 
 func cmdFlows(args []string, stdout io.Writer) error {
-	fs := newFlags("flows", stdout)
+	fs := newFlags("flows", "[flags]",
+		"Shows the flows the data plane holds: from the running daemon (cumulative counts), or,\n"+
+			"when none answers, from the pinned maps (counts since the last drain).", stdout)
 	var o flowsOpts
-	fs.StringVar(&o.pinPath, "pin-path", "/sys/fs/bpf/xflow", "bpffs `directory` the daemon pinned its maps under")
+	fs.StringVar(&o.pinPath, "pin-path", "/sys/fs/bpf/xflow", "the bpffs `DIR` the daemon pinned its maps under")
 	fs.BoolVar(&o.json, "json", false, "print a JSON array of flows")
-	fs.StringVar(&o.iface, "iface", "", "only flows seen on this `interface`")
-	fs.StringVar(&o.sortBy, "sort", "bytes", "sort by packets, bytes or last (most recent first)")
+	fs.StringVar(&o.iface, "iface", "", "only flows seen on this `INTERFACE`")
+	fs.StringVar(&o.sortBy, "sort", "bytes", "sort by `ORDER`: packets, bytes or last (most recent first)")
 	fs.IntVar(&o.top, "top", 0, "show only the first `N` flows (0: all)")
 	fs.DurationVar(&o.watch, "watch", 0, "redraw every `DURATION` until interrupted")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	switch o.sortBy {

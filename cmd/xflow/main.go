@@ -7,20 +7,25 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/xflow-net/xflow/internal/buildinfo"
 )
 
 const usage = `xflow: eBPF flow exporter
 
 Usage:
-  xflow run    -c FILE        load, attach and count until SIGINT/SIGTERM
+  xflow run    [-c FILE] [--keep-attached]
+                              load, attach, count and export until SIGINT/SIGTERM
   xflow flows  [flags]        show the flows the data plane holds
   xflow collect [--listen udp://127.0.0.1:4739] [--json]
                 [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
                               a small IPFIX collector (udp://, tcp:// or tls://):
                               print the records it receives
-  xflow check  -c FILE        validate a configuration without touching the kernel
-  xflow clean  -c FILE        remove what xflow left attached and pinned
-  xflow version
+  xflow check  [-c FILE]      validate a configuration without touching the kernel
+  xflow clean  [-c FILE]      remove what xflow left attached and pinned
+  xflow version               the version, revision and Go release it was built from
+
+FILE defaults to /etc/xflow/xflow.yaml.
 
 Run "xflow COMMAND -h" for a command's flags.
 `
@@ -37,8 +42,6 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func usageErr(err error) error { return &exitError{code: 2, err: err} }
 
-var version = "dev" // set with -ldflags "-X main.version=..."
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -51,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "run":
-		err = cmdRun(args[1:], stderr)
+		err = cmdRun(args[1:], stdout, stderr)
 	case "flows":
 		err = cmdFlows(args[1:], stdout)
 	case "collect":
@@ -61,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "clean":
 		err = cmdClean(args[1:], stdout)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "xflow", version)
+		err = cmdVersion(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -80,4 +83,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	return 1
+}
+
+// cmdVersion prints the build information: the module version, the VCS
+// revision and its time, and the Go release.
+func cmdVersion(args []string, stdout io.Writer) error {
+	fs := newFlags("version", "", "Prints the module version, the VCS revision and commit time (and the build time\n"+
+		"where the build recorded one) and the Go release xflow was built from.", stdout)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, buildinfo.Get())
+	return nil
 }

@@ -1,13 +1,18 @@
 // Command demo is `make demo`: two network namespaces joined by a veth
 // pair, `xflow run` on one end exporting IPFIX to `xflow collect`, about
-// ten seconds of mixed TCP, UDP, ICMP and IPv6 traffic, the flows xflow
-// counted and the records the collector decoded. Everything it creates is
-// removed at the end. Run it as root: go run ./internal/demo bin/xflow
+// ten seconds of TCP, UDP and ICMP traffic over IPv4 and IPv6, the live
+// flow table (`xflow flows`) while it flows, and the records the collector
+// decoded, every kind of traffic sent among them, with TCP flags and end
+// reasons in words. It ends with one line: flows, records decoded, lost,
+// and fails unless every kind was decoded and nothing was lost. Everything
+// it creates is removed at the end. Run it as root: go run ./internal/demo
+// bin/xflow
 package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,9 +96,9 @@ export:
 		return exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + p.NSNameA, xflow}, args...)...)
 	}
 
-	step("starting the collector: xflow collect --listen udp://127.0.0.1:4739 (in %s)", p.NSNameA)
+	step("starting the collector: xflow collect --json --listen udp://127.0.0.1:4739 (in %s)", p.NSNameA)
 	var collected syncBuffer
-	collect := inA("collect", "--listen", "udp://127.0.0.1:4739")
+	collect := inA("collect", "--json", "--listen", "udp://127.0.0.1:4739")
 	var collectLog syncBuffer
 	collect.Stdout = &collected
 	collect.Stderr = io.MultiWriter(os.Stderr, &collectLog)
@@ -136,13 +142,128 @@ export:
 	}
 	fmt.Print(indent(runLog.String()))
 
-	step("sending about 10 s of TCP, UDP, ICMP, IPv6 UDP and ICMPv6 traffic from %s to %s", p.NameB, p.NameA)
-	end := time.Now().Add(10 * time.Second)
-	for round := 1; time.Now().Before(end) && ctx.Err() == nil; round++ {
+	step("sending about 10 s of traffic from %s to %s, of every kind:", p.NameB, p.NameA)
+	for _, k := range kinds {
+		fmt.Printf("    %-7s %s\n", k.name, k.what)
+	}
+	// The traffic runs in its own goroutine; the live table is taken
+	// while it flows.
+	trafficDone := make(chan error, 1)
+	go func() { trafficDone <- sendTraffic(ctx, p, 10*time.Second) }()
+	select {
+	case <-time.After(4 * time.Second):
+	case err := <-trafficDone:
+		return fmt.Errorf("traffic: %w", err)
+	}
+	step("xflow flows --sort last --top 16 (live, from the daemon, while the traffic flows)")
+	out, err := inA("flows", "--pin-path", pin, "--sort", "last", "--top", "16").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("xflow flows: %v\n%s", err, out)
+	}
+	fmt.Print(indent(string(out)))
+	if err := <-trafficDone; err != nil {
+		return fmt.Errorf("traffic: %w", err)
+	}
+
+	step("stopping the exporter (SIGTERM: it detaches and exports every remaining flow)")
+	daemon.Process.Signal(syscall.SIGTERM)
+	if err := daemon.Wait(); err != nil {
+		return fmt.Errorf("xflow run: %v\n%s", err, runLog.String())
+	}
+	time.Sleep(300 * time.Millisecond)
+	collect.Process.Signal(syscall.SIGTERM)
+	collect.Wait()
+	var recs []record
+	for _, l := range strings.Split(strings.TrimSpace(collected.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var r record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			return fmt.Errorf("xflow collect --json: %q: %w", l, err)
+		}
+		recs = append(recs, r)
+	}
+
+	step("what the collector decoded: %d records; by kind of traffic (first 3 of each)", len(recs))
+	byKind := map[string][]record{}
+	for _, r := range recs {
+		byKind[r.kind()] = append(byKind[r.kind()], r)
+	}
+	var missingKinds []string
+	for _, k := range kinds {
+		rs := byKind[k.name]
+		fmt.Printf("    %s: %d records\n", k.name, len(rs))
+		if len(rs) == 0 {
+			missingKinds = append(missingKinds, k.name)
+		}
+		for i, r := range rs {
+			if i == 3 {
+				break
+			}
+			fmt.Println("      ", r)
+		}
+	}
+	step("records by end reason")
+	reasons := map[string]int{}
+	var order []string
+	for _, r := range recs {
+		w := endReason(r.FlowEndReason, r.TCPFlags)
+		if reasons[w] == 0 {
+			order = append(order, w)
+		}
+		reasons[w]++
+	}
+	sort.Strings(order)
+	for _, w := range order {
+		fmt.Printf("    %-36s %d records\n", w, reasons[w])
+	}
+	step("the exporter's last words")
+	fmt.Print(indent(lastLines(runLog.String(), 3)))
+
+	// Lost: records the exporter sent that the collector did not decode,
+	// and the gaps in the sequence numbers the collector saw.
+	m := regexp.MustCompile(`msg="collector totals" .* records=(\d+) `).FindStringSubmatch(runLog.String())
+	if m == nil {
+		return fmt.Errorf("the exporter logged no collector totals")
+	}
+	sent, _ := strconv.Atoi(m[1])
+	gaps := 0
+	if g := regexp.MustCompile(`(\d+) sequence gaps`).FindStringSubmatch(collectLog.String()); g != nil {
+		gaps, _ = strconv.Atoi(g[1])
+	}
+	lost := sent - len(recs)
+	flows := map[string]bool{}
+	for _, r := range recs {
+		flows[fmt.Sprint(r.Src, r.SrcPort, r.Dst, r.DstPort, r.Proto, r.Direction)] = true
+	}
+	fmt.Printf("\ndemo: %d flows, %d records decoded, %d lost (sent %d, %d sequence gaps)\n", len(flows), len(recs), lost, sent, gaps)
+	switch {
+	case sent == 0 || lost != 0 || gaps != 0:
+		return fmt.Errorf("the exporter sent %d records, the collector decoded %d with %d sequence gaps", sent, len(recs), gaps)
+	case len(missingKinds) > 0:
+		return fmt.Errorf("no record of %s", strings.Join(missingKinds, ", "))
+	}
+	return nil
+}
+
+// kinds are the kinds of traffic the demo sends, each round.
+var kinds = []struct{ name, what string }{
+	{"tcp", "a TCP connection: 200 kB up, 20 kB down, then FIN (IPv4)"},
+	{"udp", "3 UDP flows of 20 datagrams to port 5353 (IPv4)"},
+	{"icmp", "3 ICMP echo requests and their replies (IPv4)"},
+	{"udp6", "2 UDP flows of 10 datagrams to port 6000 (IPv6)"},
+	{"icmp6", "3 ICMPv6 echo requests and their replies (IPv6)"},
+}
+
+// sendTraffic sends rounds of every kind for about d.
+func sendTraffic(ctx context.Context, p *testnet.Pair, d time.Duration) error {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
 		if _, err := p.TCPExchange(false, 200_000, 20_000); err != nil {
 			return err
 		}
-		if _, err := p.SendUDP(testnet.SideB, false, 5353, 8, 20, 200); err != nil {
+		if _, err := p.SendUDP(testnet.SideB, false, 5353, 3, 20, 200); err != nil {
 			return err
 		}
 		if _, err := p.SendICMPEcho(testnet.SideB, false, 3, 56); err != nil {
@@ -154,48 +275,104 @@ export:
 		if _, err := p.SendICMPEcho(testnet.SideB, true, 3, 56); err != nil {
 			return err
 		}
-		if round == 3 {
-			step("xflow flows --top 12 (live, from the daemon)")
-			out, err := inA("flows", "--pin-path", pin, "--top", "12").CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("xflow flows: %v\n%s", err, out)
-			}
-			fmt.Print(string(out))
-		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	return ctx.Err()
+}
 
-	step("stopping the exporter (SIGTERM: it detaches and exports every remaining flow)")
-	daemon.Process.Signal(syscall.SIGTERM)
-	if err := daemon.Wait(); err != nil {
-		return fmt.Errorf("xflow run: %v\n%s", err, runLog.String())
+// record is one line of `xflow collect --json`.
+type record struct {
+	Src           string `json:"src"`
+	Dst           string `json:"dst"`
+	SrcPort       uint16 `json:"src_port"`
+	DstPort       uint16 `json:"dst_port"` // ICMP: type<<8 | code
+	Proto         uint8  `json:"proto"`
+	Direction     string `json:"direction"`
+	Packets       uint64 `json:"packets"`
+	Bytes         uint64 `json:"bytes"`
+	TCPFlags      uint16 `json:"tcp_flags"`
+	FlowEndReason uint8  `json:"flow_end_reason"`
+	IPVersion     uint8  `json:"ip_version"`
+}
+
+func (r record) kind() string {
+	name := map[uint8]string{6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}[r.Proto]
+	if name == "" {
+		name = "proto " + strconv.Itoa(int(r.Proto))
 	}
-	time.Sleep(300 * time.Millisecond)
-	collect.Process.Signal(syscall.SIGTERM)
-	collect.Wait()
-	var lines []string
-	if out := strings.TrimSpace(collected.String()); out != "" {
-		lines = strings.Split(out, "\n")
+	if r.IPVersion == 6 || strings.Contains(r.Src, ":") {
+		name += "6"
 	}
-	step("what the collector decoded: %d records (first 25)", len(lines))
-	for i, l := range lines {
-		if i == 25 {
-			fmt.Printf("    ... %d more\n", len(lines)-25)
-			break
+	return name
+}
+
+func (r record) String() string {
+	from, to := r.Src+":"+strconv.Itoa(int(r.SrcPort)), r.Dst+":"+strconv.Itoa(int(r.DstPort))
+	if strings.Contains(r.Src, ":") {
+		from, to = "["+r.Src+"]:"+strconv.Itoa(int(r.SrcPort)), "["+r.Dst+"]:"+strconv.Itoa(int(r.DstPort))
+	}
+	detail := ""
+	switch r.Proto {
+	case 6:
+		detail = "flags " + tcpFlags(r.TCPFlags)
+	case 1, 58:
+		from, to = r.Src, r.Dst
+		detail = icmpType(r.Proto, r.DstPort)
+	}
+	return fmt.Sprintf("%-6s %s -> %s  %s  %d packets, %d bytes  %s  [%s]",
+		r.kind(), from, to, r.Direction, r.Packets, r.Bytes, detail, endReason(r.FlowEndReason, r.TCPFlags))
+}
+
+// tcpFlags names the TCP flags set, in the order a connection uses them.
+func tcpFlags(f uint16) string {
+	var names []string
+	for _, fl := range []struct {
+		bit  uint16
+		name string
+	}{{0x02, "SYN"}, {0x10, "ACK"}, {0x08, "PSH"}, {0x20, "URG"}, {0x40, "ECE"}, {0x80, "CWR"}, {0x100, "NS"}, {0x01, "FIN"}, {0x04, "RST"}} {
+		if f&fl.bit != 0 {
+			names = append(names, fl.name)
 		}
-		fmt.Println("   ", l)
 	}
-	step("the exporter's last words")
-	fmt.Print(indent(lastLines(runLog.String(), 3)))
-	// The demo fails unless the collector decoded every record sent.
-	m := regexp.MustCompile(`msg="collector totals" .* records=(\d+) `).FindStringSubmatch(runLog.String())
-	if m == nil {
-		return fmt.Errorf("the exporter logged no collector totals")
+	if len(names) == 0 {
+		return "none"
 	}
-	if sent, _ := strconv.Atoi(m[1]); sent == 0 || sent != len(lines) {
-		return fmt.Errorf("the exporter sent %d records, the collector decoded %d", sent, len(lines))
+	return strings.Join(names, ",")
+}
+
+// endReason says IPFIX flowEndReason in words; a TCP flow's end says
+// whether a FIN or a RST ended it.
+func endReason(r uint8, flags uint16) string {
+	switch r {
+	case 1:
+		return "idle timeout"
+	case 2:
+		return "active timeout (the flow goes on)"
+	case 3:
+		if flags&0x04 != 0 {
+			return "end of flow (RST)"
+		}
+		return "end of flow (FIN)"
+	case 4:
+		return "forced end (the exporter stopped)"
+	case 5:
+		return "lack of resources (flow table full)"
 	}
-	return nil
+	return fmt.Sprintf("end reason %d", r)
+}
+
+// icmpType names the ICMP (1) or ICMPv6 (58) type and code.
+func icmpType(proto uint8, tc uint16) string {
+	t, c := tc>>8, tc&0xff
+	names := map[uint16]string{0: "echo reply", 8: "echo request", 3: "destination unreachable", 11: "time exceeded"}
+	if proto == 58 {
+		names = map[uint16]string{129: "echo reply", 128: "echo request", 1: "destination unreachable", 135: "neighbour solicitation", 136: "neighbour advertisement"}
+	}
+	name := names[t]
+	if name == "" {
+		name = "type"
+	}
+	return fmt.Sprintf("%s %d/%d", name, t, c)
 }
 
 // syncBuffer is a bytes.Buffer that a child process writes to while the
