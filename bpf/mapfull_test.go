@@ -2,9 +2,11 @@ package bpf
 
 import (
 	"encoding/binary"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xflow-net/xflow/internal/testenv"
 )
@@ -30,6 +32,16 @@ func TestMapFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
+			// One CPU sends every frame: the per-CPU array kind has a
+			// store of size entries per CPU, and a thread that migrated
+			// mid-loop would fill two of them. The thread stays locked:
+			// it ends with the subtest's goroutine, affinity and all.
+			runtime.LockOSThread()
+			var one unix.CPUSet
+			one.Set(0)
+			if err := unix.SchedSetaffinity(0, &one); err != nil {
+				t.Fatal(err)
+			}
 			for p := 0; p < pkts; p++ {
 				for i := 0; i < flows; i++ {
 					if _, err := d.Programs().XDP.Run(&ebpf.RunOptions{Data: frame(i)}); err != nil {
